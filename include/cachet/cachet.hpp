@@ -1,0 +1,31 @@
+// cachet/cachet.hpp — the whole library in one include.
+//
+// Purpose: embeddable, header-only C++20 caching. Include this, or one header per feature:
+//   cachet/sharded_store.hpp  the concurrent, bounded, expiring in-process store
+//   cachet/eviction/*.hpp     eviction policies: lru, lfu, fifo, ttl, random, no_eviction
+//   cachet/clock.hpp          steady_clock, manual_clock (tests)
+//   cachet/hash.hpp           seeded xxh3 / integer mixing
+//   cachet/options.hpp        store_options, invalid_option, put_result, removal_cause
+//   cachet/stats.hpp          cache_stats
+// Thread safety and exception safety: see each header.
+//
+// Example:
+//   #include <cachet/cachet.hpp>
+//   cachet::sharded_store<std::string, int, cachet::lfu> s({.max_entries = 10'000});
+//   s.put("answer", 42);
+//   int v = s.get("answer").value_or(0);
+#pragma once
+
+#include "cachet/clock.hpp"
+#include "cachet/eviction.hpp"
+#include "cachet/eviction/fifo.hpp"
+#include "cachet/eviction/lfu.hpp"
+#include "cachet/eviction/lru.hpp"
+#include "cachet/eviction/no_eviction.hpp"
+#include "cachet/eviction/random.hpp"
+#include "cachet/eviction/ttl.hpp"
+#include "cachet/fwd.hpp"
+#include "cachet/hash.hpp"
+#include "cachet/options.hpp"
+#include "cachet/sharded_store.hpp"
+#include "cachet/stats.hpp"

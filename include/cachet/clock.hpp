@@ -1,0 +1,71 @@
+// cachet/clock.hpp — where a store gets the time: the `clock` concept, the default `steady_clock`
+// and `manual_clock` for tests.
+//
+// Purpose: every deadline in cachet is an absolute time from an injectable clock, so expiry is
+// testable without sleeping: a test holds a manual_clock, gives a copy to the store, and advances it.
+//
+// Thread safety: steady_clock is stateless. manual_clock copies share one atomic time; now(),
+// advance() and set() may be called from any thread.
+//
+// Exception safety: manual_clock's constructor may throw std::bad_alloc; nothing else throws.
+//
+// Example:
+//   cachet::manual_clock clock;
+//   cachet::sharded_store<int, int, cachet::lru, cachet::manual_clock> s({.max_entries = 10}, clock);
+//   s.put(1, 1, std::chrono::seconds(5));
+//   clock.advance(std::chrono::seconds(5));   // s.get(1) is now empty
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <concepts>
+#include <cstdint>
+#include <memory>
+
+namespace cachet {
+
+// A Clock is copyable and has now() -> std::chrono::nanoseconds: monotonic (never goes back) time
+// since an arbitrary epoch. The store reads it only when a deadline is involved (a put with a TTL,
+// a hit on an entry that has a deadline, the expiry sweep), never on a hit of an entry without one.
+template <class C>
+concept clock = std::copy_constructible<C> && requires(const C& c) {
+  { c.now() } -> std::same_as<std::chrono::nanoseconds>;
+};
+
+// std::chrono::steady_clock. The default.
+struct steady_clock {
+  std::chrono::nanoseconds now() const noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::steady_clock::now().time_since_epoch());
+  }
+};
+
+// A clock that moves only when told to. Copies share the same time. Starts at `start`.
+class manual_clock {
+ public:
+  explicit manual_clock(std::chrono::nanoseconds start = std::chrono::nanoseconds(0))
+      : t_(std::make_shared<std::atomic<std::int64_t>>(start.count())) {}
+
+  std::chrono::nanoseconds now() const noexcept {
+    return std::chrono::nanoseconds(t_->load(std::memory_order_acquire));
+  }
+  // Moves the time forward by d (d must not be negative: a clock never goes back).
+  void advance(std::chrono::nanoseconds d) noexcept {
+    if (d.count() > 0) t_->fetch_add(d.count(), std::memory_order_acq_rel);
+  }
+  // Sets the time to t if t is later than now; earlier times are ignored.
+  void set(std::chrono::nanoseconds t) noexcept {
+    std::int64_t cur = t_->load(std::memory_order_relaxed);
+    while (cur < t.count() &&
+           !t_->compare_exchange_weak(cur, t.count(), std::memory_order_acq_rel)) {
+    }
+  }
+
+ private:
+  std::shared_ptr<std::atomic<std::int64_t>> t_;
+};
+
+static_assert(clock<steady_clock>);
+static_assert(clock<manual_clock>);
+
+}  // namespace cachet

@@ -1,0 +1,214 @@
+// cachet/detail/slab.hpp — per-shard node storage addressed by 32-bit indices.
+//
+// IMPLEMENTATION DETAILS
+// Every entry of a shard lives in one `node` inside the shard's slab. Nodes never move, so the shard's
+// hash table stores only a 4-byte index per slot and eviction policies link nodes with 4-byte indices
+// (an LRU list costs 8 bytes per entry instead of 16 for pointers). This is what keeps the store under
+// 48 bytes of overhead per entry with a TTL and a weight on (see bench/RESULTS.md).
+//
+// The slab is a list of chunks whose sizes double (16, 32, 64, ...), so index -> (chunk, offset) is two
+// shifts and no chunk is ever reallocated; when the shard's entry bound is known the last chunk is cut
+// to fit it, so a full shard wastes no slots. Freed nodes form a LIFO free list threaded through their
+// `hash` field; a free node has deadline == k_free. Slots [0, high_water) have been handed out at least
+// once; the expiry sweep and for_each walk that range.
+//
+// `key` and `value` are alive exactly while the node is in use; the metadata is always alive.
+#pragma once
+
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <utility>
+
+namespace cachet::detail {
+
+using index_t = std::uint32_t;
+inline constexpr index_t npos = std::numeric_limits<index_t>::max();
+// Largest number of nodes one shard may hold (indices npos and npos - 1 are reserved as markers).
+inline constexpr std::size_t k_max_shard_entries = std::numeric_limits<index_t>::max() - 2;
+
+inline constexpr std::int64_t k_never = std::numeric_limits<std::int64_t>::max();
+inline constexpr std::int64_t k_free = std::numeric_limits<std::int64_t>::min();
+
+template <class K, class V, class Hook>
+struct node {
+  std::int64_t deadline = k_free;  // absolute ns; k_never = no expiry; k_free = slot unused
+  std::uint32_t hash = 0;          // low 32 bits of the key's hash; next free index when unused
+  std::uint32_t stamp = 0;         // incremented on every write to this slot
+  std::uint32_t weight = 0;
+  [[no_unique_address]] Hook hook{};
+  union {
+    K key;
+  };
+  union {
+    V value;
+  };
+
+  node() noexcept {}
+  ~node() {}
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+};
+
+template <class K, class V, class Hook>
+class slab {
+ public:
+  using node_type = node<K, V, Hook>;
+
+  // `bound` = most nodes ever live at once (0 = unknown), used to size the last chunk.
+  explicit slab(std::size_t bound = 0) noexcept : bound_(bound) {}
+  slab(slab&& o) noexcept
+      : chunks_(std::exchange(o.chunks_, {})),
+        allocated_(std::exchange(o.allocated_, 0)),
+        high_water_(std::exchange(o.high_water_, 0)),
+        free_head_(std::exchange(o.free_head_, npos)),
+        bound_(o.bound_) {}
+  slab& operator=(slab&& o) noexcept {
+    if (this != &o) {
+      destroy_all();
+      chunks_ = std::exchange(o.chunks_, {});
+      allocated_ = std::exchange(o.allocated_, 0);
+      high_water_ = std::exchange(o.high_water_, 0);
+      free_head_ = std::exchange(o.free_head_, npos);
+      bound_ = o.bound_;
+    }
+    return *this;
+  }
+  ~slab() { destroy_all(); }
+
+  node_type& operator[](index_t i) noexcept {
+    const std::uint64_t j = std::uint64_t{i} + k_first;
+    const int c = std::bit_width(j) - 1 - k_first_log2;
+    return chunks_[c][j - (k_first << c)];
+  }
+  const node_type& operator[](index_t i) const noexcept {
+    return const_cast<slab&>(*this)[i];
+  }
+
+  // Policies reach an entry's metadata through these (see eviction.hpp).
+  Hook& hook(index_t i) noexcept { return (*this)[i].hook; }
+  std::int64_t deadline(index_t i) const noexcept { return (*this)[i].deadline; }
+  std::uint32_t hash(index_t i) const noexcept { return (*this)[i].hash; }
+
+  // A free slot, its metadata reset except `stamp`. Throws std::bad_alloc when a chunk cannot be had.
+  index_t allocate() {
+    if (free_head_ != npos) {
+      const index_t i = free_head_;
+      free_head_ = (*this)[i].hash;
+      return i;
+    }
+    if (high_water_ == allocated_) grow();
+    return high_water_++;
+  }
+
+  // Returns a slot whose key and value were already destroyed.
+  void release(index_t i) noexcept {
+    node_type& n = (*this)[i];
+    n.deadline = k_free;
+    n.hash = free_head_;
+    free_head_ = i;
+  }
+
+  index_t high_water() const noexcept { return high_water_; }
+  std::size_t allocated_bytes() const noexcept { return allocated_ * sizeof(node_type); }
+
+ private:
+  static constexpr int k_first_log2 = 4;
+  static constexpr std::uint64_t k_first = std::uint64_t{1} << k_first_log2;
+  static constexpr int k_max_chunks = 33;
+
+  void grow() {
+    const int c = static_cast<int>(std::bit_width(std::uint64_t{allocated_} + k_first) - 1) -
+                  k_first_log2;
+    std::size_t n = static_cast<std::size_t>(k_first << c);
+    if (bound_ != 0) {
+      // A chunk cut to the bound is the last one: an index past it would land outside it.
+      if (allocated_ >= bound_) throw std::length_error("cachet: shard slab bound exceeded");
+      if (allocated_ + n > bound_) n = bound_ - allocated_;
+    }
+    if (allocated_ + n > k_max_shard_entries) throw std::length_error("cachet: shard is full");
+    chunks_[c] = std::unique_ptr<node_type[]>(new node_type[n]);
+    allocated_ += n;
+  }
+
+  void destroy_all() noexcept {
+    for (index_t i = 0; i < high_water_; ++i) {
+      node_type& n = (*this)[i];
+      if (n.deadline != k_free) {
+        n.key.~K();
+        n.value.~V();
+        n.deadline = k_free;
+      }
+    }
+    high_water_ = 0;
+  }
+
+  std::array<std::unique_ptr<node_type[]>, k_max_chunks> chunks_{};
+  std::size_t allocated_ = 0;
+  index_t high_water_ = 0;
+  index_t free_head_ = npos;
+  std::size_t bound_ = 0;
+};
+
+// Doubly linked list of node indices through a `link` member of each node's hook. Head = newest.
+struct link {
+  index_t prev = npos;
+  index_t next = npos;
+};
+
+class index_list {
+ public:
+  template <class Nodes>
+  void push_front(Nodes& n, index_t i) noexcept {
+    link& l = n.hook(i).ln;
+    l.prev = npos;
+    l.next = head_;
+    if (head_ != npos) n.hook(head_).ln.prev = i; else tail_ = i;
+    head_ = i;
+    ++size_;
+  }
+  template <class Nodes>
+  void remove(Nodes& n, index_t i) noexcept {
+    link& l = n.hook(i).ln;
+    if (l.prev != npos) n.hook(l.prev).ln.next = l.next; else head_ = l.next;
+    if (l.next != npos) n.hook(l.next).ln.prev = l.prev; else tail_ = l.prev;
+    --size_;
+  }
+  template <class Nodes>
+  void move_to_front(Nodes& n, index_t i) noexcept {
+    if (head_ == i) return;
+    remove(n, i);
+    push_front(n, i);
+  }
+  // Moves all of `o` in front of this list's head, keeping o's order; o becomes empty.
+  template <class Nodes>
+  void splice_front(Nodes& n, index_list& o) noexcept {
+    if (o.head_ == npos) return;
+    if (head_ != npos) {
+      n.hook(o.tail_).ln.next = head_;
+      n.hook(head_).ln.prev = o.tail_;
+    } else {
+      tail_ = o.tail_;
+    }
+    head_ = o.head_;
+    size_ += o.size_;
+    o = index_list{};
+  }
+
+  index_t head() const noexcept { return head_; }
+  index_t tail() const noexcept { return tail_; }
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return head_ == npos; }
+
+ private:
+  index_t head_ = npos;
+  index_t tail_ = npos;
+  std::size_t size_ = 0;
+};
+
+}  // namespace cachet::detail

@@ -1,0 +1,28 @@
+// cachet/fwd.hpp — forward declarations of cachet's public templates and policy tags.
+//
+// Purpose: name cachet types in headers without pulling in their definitions. The template defaults
+// live in the defining headers (sharded_store.hpp); include that to instantiate.
+// Thread safety / exception safety: declarations only.
+// Example: #include <cachet/fwd.hpp>  void warm(cachet::sharded_store<int, int>& s);  (after including
+//          sharded_store.hpp in the .cpp)
+#pragma once
+
+namespace cachet {
+
+struct lru;
+struct lfu;
+struct fifo;
+struct ttl;
+struct random;
+struct no_eviction;
+struct steady_clock;
+class manual_clock;
+struct string_hash;
+template <class K>
+struct hash;
+template <class K, class V>
+struct store_options;
+struct cache_stats;
+class invalid_option;
+
+}  // namespace cachet

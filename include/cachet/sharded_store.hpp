@@ -1,0 +1,752 @@
+// cachet/sharded_store.hpp — the concurrent in-process store: sharded, bounded, expiring.
+//
+// Purpose: the hot core under every caching pattern in cachet. A key is hashed once; the high 32 bits
+// of the hash pick one of a power-of-two number of shards and the low 32 bits place it in that shard's
+// table. Each shard has its own lock, hash table, node slab, eviction-policy state and counters, on its
+// own cache lines, so threads working on different shards never touch a shared line.
+//
+// Thread safety: every member function is thread-safe. Operations on one key are linearisable. A
+// shard's lock is held only for the table probe, the policy's bookkeeping and the copy of one value;
+// no user code runs under it: the hash is computed and the weigher called before the lock is taken,
+// and removal listeners and the destructors of removed keys and values run after it is released.
+// (The key's equality and the value's copy constructor run under the lock; keep them cheap, and store
+// std::shared_ptr<const T> for large values.) Clock::now() may be read under the lock.
+// size(), stats() and the iteration functions are weakly consistent (see each).
+//
+// Exception safety: get, contains, erase and put give the strong guarantee against exceptions from
+// the hash, the key's equality and the value's copy, except that when put() must evict and then fails
+// to allocate (std::bad_alloc), the entries evicted stay evicted. K and V must be nothrow
+// move-constructible (checked). A removal listener that throws propagates out of the operation that
+// triggered it, after the store's state is complete; later listener calls for that operation are
+// skipped.
+//
+// Expiry: an entry with a deadline is never returned once Clock::now() >= deadline. Expired entries
+// are reclaimed when an operation touches their key, by a sweep of 4 slots per put in a shard that
+// holds entries with a deadline, when the policy picks them as victims, and all at once by cleanup().
+//
+// Example:
+//   cachet::sharded_store<std::string, std::string, cachet::lru> users({.max_entries = 100'000});
+//   users.put("u:42", "Ada", std::chrono::minutes(5));
+//   if (auto name = users.get(std::string_view("u:42"))) use(*name);   // no temporary std::string
+//   users.erase("u:42");
+#pragma once
+
+#include <absl/container/flat_hash_set.h>
+#include <absl/container/inlined_vector.h>
+
+#include <algorithm>
+#include <bit>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "cachet/clock.hpp"
+#include "cachet/detail/slab.hpp"
+#include "cachet/detail/spin_mutex.hpp"
+#include "cachet/eviction.hpp"
+#include "cachet/eviction/lru.hpp"
+#include "cachet/hash.hpp"
+#include "cachet/options.hpp"
+#include "cachet/stats.hpp"
+
+namespace cachet {
+
+// Pass as the ttl of put() for an entry that never expires even when a default_ttl is set.
+inline constexpr std::chrono::nanoseconds no_expiry = std::chrono::nanoseconds::max();
+
+namespace detail {
+
+template <bool Transparent>
+struct key_arg_impl {
+  template <class Q, class K>
+  using type = Q;
+};
+template <>
+struct key_arg_impl<false> {
+  template <class Q, class K>
+  using type = K;
+};
+
+template <class T>
+concept transparent = requires { typename T::is_transparent; };
+
+// A thread-local generator for TTL jitter: no lock, no shared line.
+inline double jitter_uniform() noexcept {
+  thread_local std::uint64_t state = mix64(process_seed() ^ reinterpret_cast<std::uintptr_t>(&state));
+  state += 0x9E3779B97F4A7C15ULL;
+  return static_cast<double>(mix64(state) >> 11) * 0x1.0p-53;
+}
+
+}  // namespace detail
+
+template <class K, class V, class Eviction = lru, class Clock = steady_clock,
+          class Hash = cachet::hash<K>, class KeyEqual = std::equal_to<>>
+  requires eviction_policy<Eviction> && clock<Clock>
+class sharded_store {
+  static_assert(std::is_nothrow_move_constructible_v<K>,
+                "cachet::sharded_store: the key type K must be nothrow move-constructible");
+  static_assert(std::is_nothrow_move_constructible_v<V>,
+                "cachet::sharded_store: the value type V must be nothrow move-constructible");
+  static_assert(std::is_nothrow_move_assignable_v<V>,
+                "cachet::sharded_store: the value type V must be nothrow move-assignable");
+  static constexpr bool k_transparent = detail::transparent<Hash> && detail::transparent<KeyEqual>;
+
+ public:
+  using key_type = K;
+  using mapped_type = V;
+  using size_type = std::size_t;
+  using eviction_type = Eviction;
+  using clock_type = Clock;
+  using hasher = Hash;
+  using key_equal = KeyEqual;
+  using options_type = store_options<K, V>;
+
+  // The type a lookup takes: any Q when Hash and KeyEqual are both transparent, else K.
+  template <class Q>
+  using key_arg = typename detail::key_arg_impl<k_transparent>::template type<Q, K>;
+
+  // Validates `opts` (throws invalid_option naming the first bad option) and allocates the shards.
+  // Allocates O(shards) memory; entries are allocated as they arrive. Throws std::bad_alloc.
+  explicit sharded_store(options_type opts, Clock clock = Clock{}, Hash hash = Hash{},
+                         KeyEqual eq = KeyEqual{})
+      : opts_(std::move(opts)), clock_(std::move(clock)), hash_(std::move(hash)), eq_(std::move(eq)) {
+    validate();
+    const std::size_t n = opts_.shards != 0 ? opts_.shards : default_shards();
+    shard_bits_ = std::countr_zero(n);
+    shards_ = static_cast<shard*>(::operator new(sizeof(shard) * n, std::align_val_t{alignof(shard)}));
+    std::size_t built = 0;
+    try {
+      for (; built < n; ++built) {
+        new (&shards_[built]) shard(this, share(opts_.max_entries, n, built),
+                                    share(opts_.max_weight, n, built),
+                                    detail::mix64(0x5EED0000ULL + built));
+      }
+    } catch (...) {
+      destroy_shards(built);
+      throw;
+    }
+    shard_count_ = n;
+  }
+
+  sharded_store(const sharded_store&) = delete;
+  sharded_store& operator=(const sharded_store&) = delete;
+
+  ~sharded_store() { destroy_shards(shard_count_); }
+
+  // The value for `key`, or nullopt if absent or expired (an expired entry is reclaimed). A hit is
+  // reported to the eviction policy and counted. Blocks on the key's shard lock only. Throws what
+  // V's copy constructor, Hash or KeyEqual throw (the store is unchanged then).
+  template <class Q = K>
+  std::optional<V> get(const key_arg<Q>& key) {
+    const std::uint64_t h = hash_of(key);
+    shard& s = shard_for(h);
+    removal_buffer out;
+    std::optional<V> result;
+    {
+      std::lock_guard<detail::spin_mutex> g(s.mu);
+      auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
+      if (it == s.table.end()) {
+        s.misses.add();
+        if constexpr (k_has_on_miss) s.policy.on_miss(low32(h));
+      } else {
+        const detail::index_t i = *it;
+        auto& n = s.nodes[i];
+        if (n.deadline != detail::k_never && n.deadline <= now()) {
+          s.misses.add();
+          remove_at(s, it, i, removal_cause::expired, out);
+        } else {
+          if constexpr (!policy_type::access_is_noop) s.policy.on_access(i);
+          s.hits.add();
+          result.emplace(n.value);
+        }
+      }
+    }
+    notify(out);
+    return result;
+  }
+
+  // True if `key` maps to a live entry. Does not count as a hit or miss and does not touch the
+  // policy's order; reclaims the entry if it has expired.
+  template <class Q = K>
+  bool contains(const key_arg<Q>& key) {
+    const std::uint64_t h = hash_of(key);
+    shard& s = shard_for(h);
+    removal_buffer out;
+    bool found = false;
+    {
+      std::lock_guard<detail::spin_mutex> g(s.mu);
+      auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
+      if (it != s.table.end()) {
+        const detail::index_t i = *it;
+        if (expired(s.nodes[i])) {
+          remove_at(s, it, i, removal_cause::expired, out);
+        } else {
+          found = true;
+        }
+      }
+    }
+    notify(out);
+    return found;
+  }
+
+  // Maps key to value with the default TTL (options.default_ttl; none if zero).
+  put_result put(K key, V value) { return put_impl(std::move(key), std::move(value), default_ttl()); }
+
+  // Maps key to value, expiring after `ttl` (jittered by options.ttl_jitter); cachet::no_expiry for
+  // none. Throws std::invalid_argument if ttl is not positive.
+  //
+  // When the shard is full, put evicts the policy's victims until the entry fits, after a sweep step
+  // has reclaimed what expired entries it finds; with no_eviction it returns rejected_full instead and
+  // evicts nothing. A put over a present key replaces its value and deadline (the old value goes to
+  // the listener as `replaced`). When a put over a present key is rejected, that key's old entry is
+  // removed, so the store never serves a value older than a write it refused. Calls the weigher
+  // before locking. Allocates when the shard's slab or table grows. Blocks on one shard lock.
+  put_result put(K key, V value, std::chrono::nanoseconds ttl) {
+    if (ttl <= std::chrono::nanoseconds::zero()) {
+      throw std::invalid_argument("cachet: put: ttl must be positive (or cachet::no_expiry)");
+    }
+    return put_impl(std::move(key), std::move(value), ttl);
+  }
+
+  // Removes `key`. True if a live entry was removed (reported to the listener as explicit_erase);
+  // false if absent or already expired.
+  template <class Q = K>
+  bool erase(const key_arg<Q>& key) {
+    const std::uint64_t h = hash_of(key);
+    shard& s = shard_for(h);
+    removal_buffer out;
+    bool erased = false;
+    {
+      std::lock_guard<detail::spin_mutex> g(s.mu);
+      auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
+      if (it != s.table.end()) {
+        const detail::index_t i = *it;
+        erased = !expired(s.nodes[i]);
+        remove_at(s, it, i, erased ? removal_cause::explicit_erase : removal_cause::expired, out);
+      }
+    }
+    notify(out);
+    return erased;
+  }
+
+  // Removes every entry; each is reported to the listener as `cleared` (after its shard's lock is
+  // released). Shards are cleared one after another: entries put concurrently may survive.
+  void clear() {
+    for (std::size_t k = 0; k < shard_count_; ++k) {
+      shard& s = shards_[k];
+      slab_type old(0);
+      {
+        std::lock_guard<detail::spin_mutex> g(s.mu);
+        s.cleared.add(s.size.get());
+        old = std::move(s.nodes);  // s.nodes is left empty, with its bound
+        s.table.clear();
+        s.policy.clear();
+        s.size.sub(s.size.get());
+        s.weight.sub(s.weight.get());
+        s.ttl_entries = 0;
+        s.sweep_hand = 0;
+        ++s.epoch;
+      }
+      if (opts_.on_removal) {
+        for (detail::index_t i = 0; i < old.high_water(); ++i) {
+          const auto& n = old[i];
+          if (n.deadline != detail::k_free) opts_.on_removal(n.key, n.value, removal_cause::cleared);
+        }
+      }
+    }  // `old` destroys the keys and values here, outside the lock
+  }
+
+  // Removes every live entry for which pred(key, value) is true; returns how many. The predicate runs
+  // outside the shard locks on copies of the entries, taken 64 at a time; an entry whose value was
+  // replaced after its copy was taken is left alone. Entries added concurrently may not be visited.
+  template <class Pred>
+  std::size_t erase_if(Pred pred) {
+    std::size_t erased = 0;
+    std::vector<snapshot_entry> batch;
+    std::vector<const snapshot_entry*> doomed;
+    for (std::size_t k = 0; k < shard_count_; ++k) {
+      shard& s = shards_[k];
+      for (detail::index_t pos = 0;;) {
+        const bool more = snapshot(s, pos, batch);
+        doomed.clear();
+        for (auto& e : batch) {
+          if (pred(std::as_const(e.key), std::as_const(e.value))) doomed.push_back(&e);
+        }
+        if (!doomed.empty()) {
+          removal_buffer out;
+          {
+            std::lock_guard<detail::spin_mutex> g(s.mu);
+            for (const snapshot_entry* e : doomed) {
+              const detail::index_t i = e->index;
+              if (e->epoch != s.epoch || s.nodes[i].deadline == detail::k_free ||
+                  s.nodes[i].stamp != e->stamp) {
+                continue;  // cleared, erased or replaced since the copy was taken
+              }
+              remove_at(s, find_index(s, i), i, removal_cause::explicit_erase, out);
+              ++erased;
+            }
+          }
+          notify(out);
+        }
+        if (!more) break;
+      }
+    }
+    return erased;
+  }
+
+  // Calls f(key, value) for live entries, on copies taken 64 at a time under each shard's lock and
+  // visited outside it. Weakly consistent: an entry present and unchanged for the whole call is
+  // visited once; entries added, removed or replaced meanwhile may or may not be, and a key erased
+  // and re-inserted meanwhile may be visited twice. f may call into the store.
+  template <class F>
+  void for_each(F&& f) {
+    std::vector<snapshot_entry> batch;
+    for (std::size_t k = 0; k < shard_count_; ++k) {
+      for (detail::index_t pos = 0;;) {
+        const bool more = snapshot(shards_[k], pos, batch);
+        for (auto& e : batch) f(std::as_const(e.key), std::as_const(e.value));
+        if (!more) break;
+      }
+    }
+  }
+
+  // Reclaims every expired entry now (listener cause `expired`). Locks each shard in turn for a pass
+  // over its slab. Returns how many entries it reclaimed.
+  std::size_t cleanup() {
+    std::size_t reclaimed = 0;
+    for (std::size_t k = 0; k < shard_count_; ++k) {
+      shard& s = shards_[k];
+      removal_buffer out;
+      {
+        std::lock_guard<detail::spin_mutex> g(s.mu);
+        if (s.ttl_entries != 0) reclaimed += sweep(s, s.nodes.high_water(), now(), out);
+      }
+      notify(out);
+    }
+    return reclaimed;
+  }
+
+  // Number of entries, summed over shards without locking: exact when no write runs concurrently.
+  // Includes expired entries not yet reclaimed.
+  std::size_t size() const noexcept {
+    std::uint64_t n = 0;
+    for (std::size_t k = 0; k < shard_count_; ++k) n += shards_[k].size.get();
+    return static_cast<std::size_t>(n);
+  }
+  bool empty() const noexcept { return size() == 0; }
+
+  // The entry bound (options.max_entries; 0 when bounded by weight only) and the weight bound.
+  std::size_t capacity() const noexcept { return opts_.max_entries; }
+  std::uint64_t max_weight() const noexcept { return opts_.max_weight; }
+  std::size_t shard_count() const noexcept { return shard_count_; }
+  const options_type& options() const noexcept { return opts_; }
+  const Clock& clock() const noexcept { return clock_; }
+
+  // Counters summed over shards; see stats.hpp. Lock-free, weakly consistent.
+  cache_stats stats() const noexcept {
+    cache_stats st;
+    for (std::size_t k = 0; k < shard_count_; ++k) {
+      const shard& s = shards_[k];
+      st.hits += s.hits.get();
+      st.misses += s.misses.get();
+      st.inserts += s.inserts.get();
+      st.updates += s.updates.get();
+      st.rejections += s.rejections.get();
+      st.evictions += s.evictions.get();
+      st.expirations += s.expirations.get();
+      st.explicit_removals += s.removals.get();
+      st.cleared += s.cleared.get();
+      st.size += s.size.get();
+      st.weight += s.weight.get();
+    }
+    return st;
+  }
+
+ private:
+  using hook_type = typename Eviction::hook;
+  using slab_type = detail::slab<K, V, hook_type>;
+  using node_type = typename slab_type::node_type;
+  using policy_type = typename Eviction::template shard_policy<slab_type>;
+
+  static constexpr bool k_has_on_miss = requires(policy_type& p, std::uint32_t h) { p.on_miss(h); };
+  static constexpr bool k_has_admit = requires(policy_type& p, std::uint32_t h, detail::index_t v) {
+    { p.admit(h, v) } -> std::convertible_to<bool>;
+  };
+  static constexpr int k_sweep_per_put = 4;
+  static constexpr std::size_t k_snapshot_batch = 64;
+
+  // Table lookups by key (user equality) and by node index (integer compare, no user code).
+  template <class Q>
+  struct probe_key {
+    const Q* key;
+    std::uint32_t hash;
+  };
+  struct probe_index {
+    detail::index_t index;
+    std::uint32_t hash;
+  };
+
+  struct slot_hash {
+    using is_transparent = void;
+    const slab_type* nodes;
+    std::size_t operator()(detail::index_t i) const noexcept { return (*nodes)[i].hash; }
+    std::size_t operator()(probe_index p) const noexcept { return p.hash; }
+    template <class Q>
+    std::size_t operator()(const probe_key<Q>& p) const noexcept {
+      return p.hash;
+    }
+  };
+  struct slot_eq {
+    using is_transparent = void;
+    const slab_type* nodes;
+    const KeyEqual* eq;
+    bool operator()(detail::index_t a, detail::index_t b) const noexcept { return a == b; }
+    bool operator()(probe_index p, detail::index_t i) const noexcept { return p.index == i; }
+    bool operator()(detail::index_t i, probe_index p) const noexcept { return p.index == i; }
+    template <class Q>
+    bool operator()(const probe_key<Q>& p, detail::index_t i) const {
+      return (*eq)((*nodes)[i].key, *p.key);
+    }
+    template <class Q>
+    bool operator()(detail::index_t i, const probe_key<Q>& p) const {
+      return (*eq)((*nodes)[i].key, *p.key);
+    }
+  };
+  using table_type = absl::flat_hash_set<detail::index_t, slot_hash, slot_eq>;
+
+  struct alignas(64) shard {
+    shard(const sharded_store* owner, std::size_t cap, std::uint64_t max_w, std::uint64_t seed)
+        : nodes(cap),
+          table(0, slot_hash{&nodes}, slot_eq{&nodes, &owner->eq_}),
+          policy(&nodes, policy_init{cap, seed}),
+          capacity(cap),
+          max_weight(max_w) {}
+
+    detail::spin_mutex mu;
+    slab_type nodes;
+    table_type table;
+    policy_type policy;
+    std::size_t capacity;      // 0 = no entry bound
+    std::uint64_t max_weight;  // 0 = no weight bound
+    std::size_t ttl_entries = 0;  // live entries with a deadline
+    detail::index_t sweep_hand = 0;
+    std::uint64_t epoch = 0;  // bumped by clear(): slot indices and stamps restart then
+    detail::locked_counter size, weight, hits, misses, inserts, updates, rejections, evictions,
+        expirations, removals, cleared;
+  };
+
+  struct removed {
+    K key;
+    V value;
+    removal_cause cause;
+  };
+  using removal_buffer = absl::InlinedVector<removed, 1>;
+
+  struct snapshot_entry {
+    std::uint64_t epoch;
+    detail::index_t index;
+    std::uint32_t stamp;
+    K key;
+    V value;
+  };
+
+  // ---- configuration ------------------------------------------------------------------------------
+
+  void validate() const {
+    const auto& o = opts_;
+    if (o.max_entries == 0 && o.max_weight == 0) {
+      throw invalid_option("max_entries",
+                           "is 0: set max_entries in [1, 2^32 x shards) or max_weight (with a weigher)");
+    }
+    if (o.shards != 0 && (!std::has_single_bit(o.shards) || o.shards > k_max_shards)) {
+      throw invalid_option("shards", "= " + std::to_string(o.shards) +
+                                         ": must be 0 (automatic) or a power of two in [1, 65536]");
+    }
+    if (o.shards != 0 && o.max_entries != 0 && o.shards > o.max_entries) {
+      throw invalid_option("shards", "= " + std::to_string(o.shards) + ": must not exceed max_entries (" +
+                                         std::to_string(o.max_entries) + ")");
+    }
+    const std::size_t n = o.shards != 0 ? o.shards : default_shards();
+    if (o.max_entries / n >= detail::k_max_shard_entries) {
+      throw invalid_option("max_entries", "= " + std::to_string(o.max_entries) + ": must be below " +
+                                              std::to_string(detail::k_max_shard_entries) +
+                                              " x shards");
+    }
+    if (o.max_weight != 0 && !o.weigher) {
+      throw invalid_option("max_weight", "is set but no weigher is: set weigher, or max_weight = 0");
+    }
+    if (o.weigher && o.max_weight == 0) {
+      throw invalid_option("weigher", "is set but max_weight is 0: set max_weight in [shards, 2^64)");
+    }
+    if (o.max_weight != 0 && o.max_weight < n) {
+      throw invalid_option("max_weight", "= " + std::to_string(o.max_weight) +
+                                             ": must be at least the shard count (" + std::to_string(n) +
+                                             ")");
+    }
+    if (o.default_ttl < std::chrono::nanoseconds::zero()) {
+      throw invalid_option("default_ttl", "is negative: must be >= 0 (0 = entries do not expire)");
+    }
+    if (!(o.ttl_jitter >= 0.0 && o.ttl_jitter < 1.0)) {
+      throw invalid_option("ttl_jitter", "= " + std::to_string(o.ttl_jitter) + ": must be in [0, 1)");
+    }
+  }
+
+  std::size_t default_shards() const noexcept {
+    const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
+    std::size_t n = std::min<std::size_t>(std::bit_ceil(4 * hw), 1024);
+    const std::uint64_t bound = opts_.max_entries != 0 ? opts_.max_entries : opts_.max_weight;
+    while (n > 1 && bound / n < 64) n /= 2;
+    return n;
+  }
+
+  // Shard k's part of `total` split over n shards; the parts sum to total exactly.
+  static std::uint64_t share(std::uint64_t total, std::size_t n, std::size_t k) noexcept {
+    return total / n + (k < total % n ? 1 : 0);
+  }
+
+  void destroy_shards(std::size_t n) noexcept {
+    if (shards_ == nullptr) return;
+    for (std::size_t k = 0; k < n; ++k) shards_[k].~shard();
+    ::operator delete(shards_, std::align_val_t{alignof(shard)});
+    shards_ = nullptr;
+  }
+
+  // ---- hashing and time ---------------------------------------------------------------------------
+
+  template <class Q>
+  std::uint64_t hash_of(const Q& key) const {
+    std::uint64_t h = static_cast<std::uint64_t>(hash_(key));
+    if constexpr (!detail::avalanching_hash<Hash>) h = detail::mix64(h);
+    return h;
+  }
+  static std::uint32_t low32(std::uint64_t h) noexcept { return static_cast<std::uint32_t>(h); }
+  shard& shard_for(std::uint64_t h) const noexcept {
+    return shards_[(h >> 32) >> (32 - shard_bits_)];
+  }
+
+  std::int64_t now() const noexcept { return clock_.now().count(); }
+  bool expired(const node_type& n) const noexcept {
+    return n.deadline != detail::k_never && n.deadline <= now();
+  }
+
+  std::chrono::nanoseconds default_ttl() const noexcept {
+    return opts_.default_ttl.count() == 0 ? no_expiry : opts_.default_ttl;
+  }
+
+  // Absolute deadline for a ttl starting now, shortened by the jitter. Outside any lock.
+  std::int64_t deadline_for(std::chrono::nanoseconds ttl) const noexcept {
+    if (ttl == no_expiry) return detail::k_never;
+    std::int64_t d = ttl.count();
+    if (opts_.ttl_jitter > 0.0) {
+      d -= static_cast<std::int64_t>(static_cast<double>(d) * opts_.ttl_jitter *
+                                     detail::jitter_uniform());
+      d = std::max<std::int64_t>(d, 1);
+    }
+    const std::int64_t t = now();
+    return t > detail::k_never - 1 - d ? detail::k_never - 1 : t + d;
+  }
+
+  // ---- the write path -----------------------------------------------------------------------------
+
+  put_result put_impl(K key, V value, std::chrono::nanoseconds ttl) {
+    const std::uint64_t h = hash_of(key);
+    const std::uint32_t w = opts_.weigher ? opts_.weigher(std::as_const(key), std::as_const(value)) : 1;
+    const std::int64_t deadline = deadline_for(ttl);
+    shard& s = shard_for(h);
+    removal_buffer out;
+    put_result r;
+    {
+      std::lock_guard<detail::spin_mutex> g(s.mu);
+      r = put_locked(s, h, w, deadline, key, value, out);
+    }
+    notify(out);
+    return r;
+  }
+
+  put_result put_locked(shard& s, std::uint64_t h, std::uint32_t w, std::int64_t deadline, K& key,
+                        V& value, removal_buffer& out) {
+    const bool too_heavy = s.max_weight != 0 && w > s.max_weight;
+    auto it = s.table.find(probe_key<K>{&key, low32(h)});
+    if (it != s.table.end()) {
+      const detail::index_t i = *it;
+      auto& n = s.nodes[i];
+      if (expired(n)) {
+        remove_at(s, it, i, removal_cause::expired, out);
+      } else if (too_heavy || (s.max_weight != 0 && s.weight.get() - n.weight + w > s.max_weight)) {
+        // Does not fit in place: drop the old entry (never serve a value older than this write),
+        // then insert anew below, evicting others if needed.
+        remove_at(s, it, i, removal_cause::replaced, out);
+      } else {
+        if (keep_removed()) out.push_back(removed{std::move(key), std::move(n.value), removal_cause::replaced});
+        n.value = std::move(value);
+        set_deadline(s, n, deadline);
+        s.weight.sub(n.weight);
+        s.weight.add(w);
+        n.weight = w;
+        ++n.stamp;
+        s.policy.on_update(i);
+        s.updates.add();
+        return put_result::replaced;
+      }
+    }
+    if (too_heavy) {
+      s.rejections.add();
+      return put_result::rejected_too_heavy;
+    }
+    if (s.ttl_entries != 0) sweep(s, k_sweep_per_put, now(), out);
+    while (needs_room(s, w)) {
+      const detail::index_t v = s.policy.victim();
+      if (v == detail::npos) {
+        s.rejections.add();
+        return put_result::rejected_full;
+      }
+      if constexpr (k_has_admit) {
+        if (!s.policy.admit(low32(h), v)) {
+          s.rejections.add();
+          return put_result::rejected_by_policy;
+        }
+      }
+      remove_at(s, find_index(s, v), v, expired(s.nodes[v]) ? removal_cause::expired : removal_cause::evicted,
+                out);
+    }
+    const detail::index_t i = s.nodes.allocate();  // may throw: nothing changed since the evictions
+    auto& n = s.nodes[i];
+    new (&n.key) K(std::move(key));
+    new (&n.value) V(std::move(value));
+    n.hash = low32(h);
+    n.weight = w;
+    n.deadline = detail::k_never;
+    ++n.stamp;
+    n.hook = hook_type{};
+    try {
+      s.table.insert(i);
+    } catch (...) {
+      n.key.~K();
+      n.value.~V();
+      s.nodes.release(i);
+      throw;
+    }
+    set_deadline(s, n, deadline);
+    s.policy.on_insert(i);
+    s.size.add();
+    s.weight.add(w);
+    s.inserts.add();
+    return put_result::inserted;
+  }
+
+  bool needs_room(const shard& s, std::uint32_t w) const noexcept {
+    return (s.capacity != 0 && s.size.get() >= s.capacity) ||
+           (s.max_weight != 0 && s.weight.get() + w > s.max_weight);
+  }
+
+  void set_deadline(shard& s, node_type& n, std::int64_t deadline) noexcept {
+    if (n.deadline != detail::k_never && n.deadline != detail::k_free) --s.ttl_entries;
+    n.deadline = deadline;
+    if (deadline != detail::k_never) ++s.ttl_entries;
+  }
+
+  // ---- removal ------------------------------------------------------------------------------------
+
+  // Whether removed keys and values must be carried out of the lock (for the listener, or to run
+  // their destructors there); trivially destructible types without a listener are dropped in place.
+  bool keep_removed() const noexcept {
+    return opts_.on_removal ||
+           !(std::is_trivially_destructible_v<K> && std::is_trivially_destructible_v<V>);
+  }
+
+  typename table_type::iterator find_index(shard& s, detail::index_t i) {
+    return s.table.find(probe_index{i, s.nodes[i].hash});
+  }
+
+  // Removes node i (whose table slot is `it`) for `cause`. The key and value move into `out` first, so
+  // a std::bad_alloc from `out` leaves the entry untouched.
+  void remove_at(shard& s, typename table_type::iterator it, detail::index_t i, removal_cause cause,
+                 removal_buffer& out) {
+    auto& n = s.nodes[i];
+    if (keep_removed()) out.push_back(removed{std::move(n.key), std::move(n.value), cause});
+    s.table.erase(it);
+    s.policy.on_remove(i);
+    switch (cause) {
+      case removal_cause::explicit_erase: s.removals.add(); break;
+      case removal_cause::expired: s.expirations.add(); break;
+      case removal_cause::evicted: s.evictions.add(); break;
+      case removal_cause::replaced:
+      case removal_cause::cleared: break;
+    }
+    destroy_node(s, i);
+  }
+
+  // Frees node i after it left the table and the policy; adjusts size, weight and the TTL count.
+  void destroy_node(shard& s, detail::index_t i) noexcept {
+    auto& n = s.nodes[i];
+    if (n.deadline != detail::k_never) --s.ttl_entries;
+    s.size.sub(1);
+    s.weight.sub(n.weight);
+    n.key.~K();
+    n.value.~V();
+    s.nodes.release(i);
+  }
+
+  // Examines up to `budget` slots from the sweep hand and reclaims the expired ones.
+  std::size_t sweep(shard& s, std::size_t budget, std::int64_t t, removal_buffer& out) {
+    const detail::index_t hw = s.nodes.high_water();
+    std::size_t reclaimed = 0;
+    budget = std::min<std::size_t>(budget, hw);
+    for (std::size_t k = 0; k < budget; ++k) {
+      if (s.sweep_hand >= hw) s.sweep_hand = 0;
+      const detail::index_t i = s.sweep_hand++;
+      const auto& n = s.nodes[i];
+      if (n.deadline != detail::k_free && n.deadline != detail::k_never && n.deadline <= t) {
+        remove_at(s, find_index(s, i), i, removal_cause::expired, out);
+        ++reclaimed;
+      }
+    }
+    return reclaimed;
+  }
+
+  // Runs the listener for everything `out` holds; the buffer's destructor then destroys the keys and
+  // values. Called with no lock held.
+  void notify(removal_buffer& out) {
+    if (out.empty() || !opts_.on_removal) return;
+    for (auto& r : out) opts_.on_removal(std::as_const(r.key), std::as_const(r.value), r.cause);
+  }
+
+  // Copies up to k_snapshot_batch live entries of shard s from slot `pos` on into `batch`; advances
+  // pos. Returns false once the shard's slab is exhausted.
+  bool snapshot(shard& s, detail::index_t& pos, std::vector<snapshot_entry>& batch) {
+    batch.clear();
+    const std::int64_t t = now();
+    std::lock_guard<detail::spin_mutex> g(s.mu);
+    const detail::index_t hw = s.nodes.high_water();
+    for (; pos < hw && batch.size() < k_snapshot_batch; ++pos) {
+      const auto& n = s.nodes[pos];
+      if (n.deadline == detail::k_free || (n.deadline != detail::k_never && n.deadline <= t)) continue;
+      batch.push_back(snapshot_entry{s.epoch, pos, n.stamp, n.key, n.value});
+    }
+    return pos < hw;
+  }
+
+  static constexpr std::size_t k_max_shards = 65536;
+
+  options_type opts_;
+  Clock clock_;
+  Hash hash_;
+  KeyEqual eq_;
+  shard* shards_ = nullptr;
+  std::size_t shard_count_ = 0;
+  int shard_bits_ = 0;
+};
+
+}  // namespace cachet
