@@ -1,0 +1,62 @@
+// Test support: a removal listener that records events, and the list of backends the conformance
+// suites run over.
+#pragma once
+
+#include <cachet/cachet.hpp>
+
+#include <memory>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+namespace cachet_test {
+
+template <class K, class V>
+struct removal_event {
+  K key;
+  V value;
+  cachet::removal_cause cause;
+  friend bool operator==(const removal_event&, const removal_event&) = default;
+};
+
+// Records every removal; copies share the log, so one can go into store_options and one stay here.
+template <class K, class V>
+class recorder {
+ public:
+  recorder() : log_(std::make_shared<state>()) {}
+
+  std::function<void(const K&, const V&, cachet::removal_cause)> listener() const {
+    auto log = log_;
+    return [log](const K& k, const V& v, cachet::removal_cause c) {
+      std::lock_guard<std::mutex> g(log->mu);
+      log->events.push_back({k, v, c});
+    };
+  }
+  std::vector<removal_event<K, V>> take() {
+    std::lock_guard<std::mutex> g(log_->mu);
+    return std::exchange(log_->events, {});
+  }
+  std::vector<K> take_keys(cachet::removal_cause cause) {
+    std::vector<K> keys;
+    for (auto& e : take()) {
+      if (e.cause == cause) keys.push_back(e.key);
+    }
+    return keys;
+  }
+
+ private:
+  struct state {
+    std::mutex mu;
+    std::vector<removal_event<K, V>> events;
+  };
+  std::shared_ptr<state> log_;
+};
+
+template <class P>
+using int_store = cachet::sharded_store<int, int, P, cachet::manual_clock>;
+
+}  // namespace cachet_test
+
+#define CACHET_ALL_BACKENDS \
+  cachet::lru, cachet::lfu, cachet::fifo, cachet::ttl, cachet::random, cachet::no_eviction
+#define CACHET_EVICTING_BACKENDS cachet::lru, cachet::lfu, cachet::fifo, cachet::ttl, cachet::random
