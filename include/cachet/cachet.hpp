@@ -3,7 +3,7 @@
 // Purpose: embeddable, header-only C++20 caching. Include this, or one header per feature:
 //   cachet/sharded_store.hpp  the concurrent, bounded, expiring in-process store
 //   cachet/eviction/*.hpp     eviction policies: lru, lfu, fifo, ttl, random, no_eviction
-//   cachet/clock.hpp          steady_clock, manual_clock (tests)
+//   cachet/clock.hpp          coarse_steady_clock (default), steady_clock, manual_clock (tests)
 //   cachet/hash.hpp           seeded xxh3 / integer mixing
 //   cachet/options.hpp        store_options, invalid_option, put_result, removal_cause
 //   cachet/stats.hpp          cache_stats

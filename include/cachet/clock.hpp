@@ -3,8 +3,9 @@
 //
 // Purpose: every deadline in cachet is an absolute time from an injectable clock, so expiry is
 // testable without sleeping: a test holds a manual_clock, gives a copy to the store, and advances it.
+// Stores default to coarse_steady_clock (see below for the trade-off against steady_clock).
 //
-// Thread safety: steady_clock is stateless. manual_clock copies share one atomic time; now(),
+// Thread safety: steady_clock and coarse_steady_clock are stateless. manual_clock copies share one atomic time; now(),
 // advance() and set() may be called from any thread.
 //
 // Exception safety: manual_clock's constructor may throw std::bad_alloc; nothing else throws.
@@ -22,6 +23,10 @@
 #include <cstdint>
 #include <memory>
 
+#if defined(__linux__)
+#include <time.h>
+#endif
+
 namespace cachet {
 
 // A Clock is copyable and has now() -> std::chrono::nanoseconds: monotonic (never goes back) time
@@ -32,11 +37,29 @@ concept clock = std::copy_constructible<C> && requires(const C& c) {
   { c.now() } -> std::same_as<std::chrono::nanoseconds>;
 };
 
-// std::chrono::steady_clock. The default.
+// std::chrono::steady_clock: nanosecond resolution, about 25 ns per read on a TSC-clocked x86 Linux.
+// Use it when TTLs must be honoured to better than a few milliseconds.
 struct steady_clock {
   std::chrono::nanoseconds now() const noexcept {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
         std::chrono::steady_clock::now().time_since_epoch());
+  }
+};
+
+// The default. The same monotonic clock read at the kernel's tick granularity (CLOCK_MONOTONIC_COARSE
+// on Linux: a few milliseconds of resolution, about 5 ns per read instead of 25). A hit on an entry
+// with a TTL reads the clock, and 20 ns is most of a hit's cost, so the default trades TTL precision
+// (an entry may be served up to one tick past its deadline, never removed early) for hit speed.
+// Elsewhere it falls back to std::chrono::steady_clock.
+struct coarse_steady_clock {
+  std::chrono::nanoseconds now() const noexcept {
+#if defined(__linux__) && defined(CLOCK_MONOTONIC_COARSE)
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+#else
+    return steady_clock{}.now();
+#endif
   }
 };
 
@@ -66,6 +89,7 @@ class manual_clock {
 };
 
 static_assert(clock<steady_clock>);
+static_assert(clock<coarse_steady_clock>);
 static_assert(clock<manual_clock>);
 
 }  // namespace cachet

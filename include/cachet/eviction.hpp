@@ -11,7 +11,7 @@
 //   - `P::template shard_policy<Nodes>`: the per-shard state, constructed as
 //     `shard_policy(Nodes* nodes, const policy_init&)`. `Nodes` gives `hook(i) -> P::hook&`,
 //     `deadline(i) -> std::int64_t` (absolute ns, detail::k_never when the entry has no TTL) and
-//     `hash(i) -> std::uint32_t` for a node index i. Its members, all noexcept, all called with the
+//     `hash(i) -> std::uint32_t` for a node index i, and `prefetch(i)`, a cache hint. Its members, all noexcept, all called with the
 //     shard lock held:
 //       on_insert(i)   a new entry i was added (its hook is value-initialised)
 //       on_access(i)   get() hit entry i
@@ -82,6 +82,7 @@ struct nodes_archetype {
   Hook& hook(index_t);
   std::int64_t deadline(index_t) const;
   std::uint32_t hash(index_t) const;
+  void prefetch(index_t) const;
 };
 }  // namespace detail
 

@@ -16,6 +16,7 @@ struct ttl;
 struct random;
 struct no_eviction;
 struct steady_clock;
+struct coarse_steady_clock;
 class manual_clock;
 struct string_hash;
 template <class K>

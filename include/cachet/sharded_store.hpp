@@ -91,7 +91,7 @@ inline double jitter_uniform() noexcept {
 
 }  // namespace detail
 
-template <class K, class V, class Eviction = lru, class Clock = steady_clock,
+template <class K, class V, class Eviction = lru, class Clock = coarse_steady_clock,
           class Hash = cachet::hash<K>, class KeyEqual = std::equal_to<>>
   requires eviction_policy<Eviction> && clock<Clock>
 class sharded_store {
@@ -152,29 +152,23 @@ class sharded_store {
   std::optional<V> get(const key_arg<Q>& key) {
     const std::uint64_t h = hash_of(key);
     shard& s = shard_for(h);
-    removal_buffer out;
-    std::optional<V> result;
-    {
-      std::lock_guard<detail::spin_mutex> g(s.mu);
-      auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
-      if (it == s.table.end()) {
-        s.misses.add();
-        if constexpr (k_has_on_miss) s.policy.on_miss(low32(h));
-      } else {
-        const detail::index_t i = *it;
-        auto& n = s.nodes[i];
-        if (n.deadline != detail::k_never && n.deadline <= now()) {
-          s.misses.add();
-          remove_at(s, it, i, removal_cause::expired, out);
-        } else {
-          if constexpr (!policy_type::access_is_noop) s.policy.on_access(i);
-          s.hits.add();
-          result.emplace(n.value);
-        }
-      }
+    std::unique_lock<detail::spin_mutex> lock(s.mu);
+    auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
+    if (it == s.table.end()) {
+      s.misses.add();
+      if constexpr (k_has_on_miss) s.policy.on_miss(low32(h));
+      return std::nullopt;
     }
-    notify(out);
-    return result;
+    const detail::index_t i = *it;
+    auto& n = s.nodes[i];
+    if (n.deadline != detail::k_never && n.deadline <= now()) [[unlikely]] {
+      s.misses.add();
+      expire_and_unlock(s, it, i, lock);
+      return std::nullopt;
+    }
+    if constexpr (!policy_type::access_is_noop) s.policy.on_access(i);
+    s.hits.add();
+    return std::optional<V>(n.value);
   }
 
   // True if `key` maps to a live entry. Does not count as a hit or miss and does not touch the
@@ -686,6 +680,15 @@ class sharded_store {
       case removal_cause::cleared: break;
     }
     destroy_node(s, i);
+  }
+
+  // The cold path of a lookup that found an expired entry: reclaims it, releases the lock, notifies.
+  [[gnu::noinline]] void expire_and_unlock(shard& s, typename table_type::iterator it, detail::index_t i,
+                                           std::unique_lock<detail::spin_mutex>& lock) {
+    removal_buffer out;
+    remove_at(s, it, i, removal_cause::expired, out);
+    lock.unlock();
+    notify(out);
   }
 
   // Frees node i after it left the table and the policy; adjusts size, weight and the TTL count.

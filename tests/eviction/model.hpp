@@ -63,6 +63,8 @@ struct workload {
   std::size_t capacity = 8;
   int ops = 20000;
   double hot_fraction = 0.0;  // probability that an operation targets key 0
+  int get_percent = 40;       // the rest splits as puts 40 : erases 8 : contains 6 : clock steps 6
+  bool fill_on_miss = false;  // a get that misses is followed by a put of the key (read-through)
   std::uint64_t seed = 1;
 };
 
@@ -100,9 +102,40 @@ void run_model(const workload& w) {
   };
 
   int value_seq = 0;
+  // A put of `key` (ttl 0 = none), checked against the model.
+  auto do_put = [&](int op, int key, std::int64_t ttl) {
+    model_entry* e = model.find(key);
+    const int value = ++value_seq;
+    const auto r = ttl != 0 ? store.put(key, value, std::chrono::nanoseconds(ttl)) : store.put(key, value);
+    const std::int64_t deadline = ttl != 0 ? now() + ttl : k_never;
+    auto events = rec.take();
+    if (e != nullptr && !is_expired(*e)) {
+      REQUIRE(r == cachet::put_result::replaced);
+      REQUIRE(events == std::vector<removal_event<int, int>>{{key, e->value, removal_cause::replaced}});
+      const std::int64_t old_deadline = e->deadline;
+      e->value = value;
+      e->deadline = deadline;
+      Rules::on_update(model, *e, old_deadline);
+    } else {
+      if (e != nullptr) {
+        REQUIRE(!events.empty());
+        REQUIRE(events.front() == removal_event<int, int>{key, e->value, removal_cause::expired});
+      }
+      apply_removals(events, op);
+      if (r == cachet::put_result::rejected_full) {
+        REQUIRE(Rules::k_never_evicts);
+        REQUIRE(model.entries().size() == model.capacity());
+      } else {
+        REQUIRE(r == cachet::put_result::inserted);
+        REQUIRE(model.entries().size() < model.capacity());
+        model.insert(key, value, deadline);
+      }
+    }
+  };
   for (int op = 0; op < w.ops; ++op) {
     const int key = pick_key();
-    const int kind = std::uniform_int_distribution<int>(0, 99)(rng);
+    const int r = std::uniform_int_distribution<int>(0, 99)(rng);
+    const int kind = r < w.get_percent ? 0 : 40 + (r - w.get_percent) * 60 / (100 - w.get_percent);
     INFO("op " << op << " kind " << kind << " key " << key);
     model_entry* e = model.find(key);
     if (kind < 40) {  // get
@@ -120,36 +153,11 @@ void run_model(const workload& w) {
         } else {
           REQUIRE(events.empty());
         }
+        if (w.fill_on_miss) do_put(op, key, 0);
       }
     } else if (kind < 80) {  // put, a third of them with a TTL of 1..50 ns
-      const int value = ++value_seq;
-      const bool with_ttl = kind >= 67;
       const std::int64_t ttl = std::uniform_int_distribution<std::int64_t>(1, 50)(rng);
-      const auto r = with_ttl ? store.put(key, value, std::chrono::nanoseconds(ttl)) : store.put(key, value);
-      const std::int64_t deadline = with_ttl ? now() + ttl : k_never;
-      auto events = rec.take();
-      if (e != nullptr && !is_expired(*e)) {
-        REQUIRE(r == cachet::put_result::replaced);
-        REQUIRE(events == std::vector<removal_event<int, int>>{{key, e->value, removal_cause::replaced}});
-        const std::int64_t old_deadline = e->deadline;
-        e->value = value;
-        e->deadline = deadline;
-        Rules::on_update(model, *e, old_deadline);
-      } else {
-        if (e != nullptr) {
-          REQUIRE(!events.empty());
-          REQUIRE(events.front() == removal_event<int, int>{key, e->value, removal_cause::expired});
-        }
-        apply_removals(events, op);
-        if (r == cachet::put_result::rejected_full) {
-          REQUIRE(Rules::k_never_evicts);
-          REQUIRE(model.entries().size() == model.capacity());
-        } else {
-          REQUIRE(r == cachet::put_result::inserted);
-          REQUIRE(model.entries().size() < model.capacity());
-          model.insert(key, value, deadline);
-        }
-      }
+      do_put(op, key, kind >= 67 ? ttl : 0);
     } else if (kind < 88) {  // erase
       const bool erased = store.erase(key);
       auto events = rec.take();

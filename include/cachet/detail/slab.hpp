@@ -94,6 +94,8 @@ class slab {
   Hook& hook(index_t i) noexcept { return (*this)[i].hook; }
   std::int64_t deadline(index_t i) const noexcept { return (*this)[i].deadline; }
   std::uint32_t hash(index_t i) const noexcept { return (*this)[i].hash; }
+  // A hint that node i's metadata will be written soon.
+  void prefetch(index_t i) const noexcept { __builtin_prefetch(&(*this)[i], 1, 3); }
 
   // A free slot, its metadata reset except `stamp`. Throws std::bad_alloc when a chunk cannot be had.
   index_t allocate() {
@@ -170,6 +172,15 @@ class index_list {
     l.next = head_;
     if (head_ != npos) n.hook(head_).ln.prev = i; else tail_ = i;
     head_ = i;
+    ++size_;
+  }
+  template <class Nodes>
+  void push_back(Nodes& n, index_t i) noexcept {
+    link& l = n.hook(i).ln;
+    l.next = npos;
+    l.prev = tail_;
+    if (tail_ != npos) n.hook(tail_).ln.next = i; else head_ = i;
+    tail_ = i;
     ++size_;
   }
   template <class Nodes>

@@ -16,6 +16,10 @@
 // 256-bit map of the non-empty ones, so the victim is found with four find-first-set instructions at
 // most. Aging walks every entry once per period: amortised O(1/10) per access.
 //
+// Hit cost: a hit appends the entry's index to a 64-slot per-shard buffer; the buffer is applied in
+// order, with prefetching, when it fills and before anything that depends on the frequencies (an
+// insert, update, removal or victim choice), so the policy acts on exact LFU order.
+//
 // Thread safety: used only under the shard lock. Memory: 12 bytes per entry (links + frequency).
 // Example: cachet::sharded_store<std::string, int, cachet::lfu> s({.max_entries = 1000});
 #pragma once
@@ -46,17 +50,25 @@ struct lfu {
           period_(k_sample_factor * (init.capacity != 0 ? init.capacity : std::size_t{1} << 16)) {}
 
     void on_insert(detail::index_t i) noexcept {
+      drain();
       n_->hook(i).freq = 1;
       link(i, 1);
       tick();
     }
     void on_access(detail::index_t i) noexcept {
-      bump(i);
-      tick();
+      pending_[pending_count_++] = i;
+      if (pending_count_ == k_buffer) drain();
     }
-    void on_update(detail::index_t i) noexcept { on_access(i); }
-    void on_remove(detail::index_t i) noexcept { unlink(i, n_->hook(i).freq); }
+    void on_update(detail::index_t i) noexcept {
+      drain();
+      apply(i);
+    }
+    void on_remove(detail::index_t i) noexcept {
+      drain();
+      unlink(i, n_->hook(i).freq);
+    }
     detail::index_t victim() noexcept {
+      drain();
       for (std::size_t w = 0; w < nonempty_.size(); ++w) {
         if (nonempty_[w] != 0) {
           const std::uint32_t f = static_cast<std::uint32_t>(w * 64 + std::countr_zero(nonempty_[w]));
@@ -69,9 +81,26 @@ struct lfu {
       buckets_ = {};
       nonempty_ = {};
       ops_ = 0;
+      pending_count_ = 0;
     }
 
    private:
+    static constexpr std::uint32_t k_buffer = 64;
+
+    void apply(detail::index_t i) noexcept {
+      bump(i);
+      tick();
+    }
+    // Applies buffered hits in the order they happened (frequencies and aging depend on it), with
+    // the nodes prefetched a few hits ahead.
+    void drain() noexcept {
+      for (std::uint32_t k = 0; k < pending_count_; ++k) {
+        if (k + 4 < pending_count_) n_->prefetch(pending_[k + 4]);
+        apply(pending_[k]);
+      }
+      pending_count_ = 0;
+    }
+
     void link(detail::index_t i, std::uint32_t f) noexcept {
       buckets_[f].push_front(*n_, i);
       nonempty_[f / 64] |= std::uint64_t{1} << (f % 64);
@@ -113,6 +142,8 @@ struct lfu {
     std::array<std::uint64_t, 4> nonempty_{};
     std::uint64_t ops_ = 0;
     std::uint64_t period_;
+    std::uint32_t pending_count_ = 0;
+    std::array<detail::index_t, k_buffer> pending_;
   };
 };
 
