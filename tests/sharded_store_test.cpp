@@ -1,9 +1,7 @@
 // The conformance suite: one set of behaviours every backend must show, run over every backend.
-#include <cachet/sharded_store.hpp>
-
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <cachet/sharded_store.hpp>
+#include <catch2/catch.hpp>
 #include <map>
 #include <random>
 #include <set>
@@ -83,10 +81,18 @@ TEMPLATE_TEST_CASE("store: size never exceeds capacity", "[store][capacity]", CA
   for (int i = 0; i < 3000; ++i) {
     const int k = static_cast<int>(rng() % 500);
     switch (rng() % 4) {
-      case 0: s.put(k, i); break;
-      case 1: s.put(k, i, seconds(1 + rng() % 5)); break;
-      case 2: s.get(k); break;
-      default: clock.advance(seconds(1)); break;
+      case 0:
+        s.put(k, i);
+        break;
+      case 1:
+        s.put(k, i, seconds(1 + rng() % 5));
+        break;
+      case 2:
+        s.get(k);
+        break;
+      default:
+        clock.advance(seconds(1));
+        break;
     }
     REQUIRE(s.size() <= s.capacity());
     max_seen = std::max(max_seen, s.size());
@@ -97,14 +103,15 @@ TEMPLATE_TEST_CASE("store: size never exceeds capacity", "[store][capacity]", CA
   }
 }
 
-TEMPLATE_TEST_CASE("store: entries expire on the manual clock", "[store][ttl]", CACHET_ALL_BACKENDS) {
+TEMPLATE_TEST_CASE("store: entries expire on the manual clock", "[store][ttl]",
+                   CACHET_ALL_BACKENDS) {
   cachet::manual_clock clock;
   recorder<int, int> rec;
-  int_store<TestType> s({.max_entries = 100, .default_ttl = seconds(10), .on_removal = rec.listener()},
-                        clock);
-  s.put(1, 1);                         // default TTL: 10 s
-  s.put(2, 2, seconds(5));             // explicit TTL
-  s.put(3, 3, cachet::no_expiry);      // never
+  int_store<TestType> s(
+      {.max_entries = 100, .default_ttl = seconds(10), .on_removal = rec.listener()}, clock);
+  s.put(1, 1);                     // default TTL: 10 s
+  s.put(2, 2, seconds(5));         // explicit TTL
+  s.put(3, 3, cachet::no_expiry);  // never
   clock.advance(seconds(5) - std::chrono::nanoseconds(1));
   REQUIRE(s.get(2) == 2);  // one nanosecond before its deadline
   clock.advance(std::chrono::nanoseconds(1));
@@ -163,7 +170,8 @@ TEMPLATE_TEST_CASE("store: cleanup and the write sweep reclaim expired entries",
 TEMPLATE_TEST_CASE("store: TTL jitter shortens TTLs within the fraction", "[store][ttl]",
                    CACHET_ALL_BACKENDS) {
   cachet::manual_clock clock;
-  int_store<TestType> s({.max_entries = 1000, .default_ttl = seconds(100), .ttl_jitter = 0.5}, clock);
+  int_store<TestType> s({.max_entries = 1000, .default_ttl = seconds(100), .ttl_jitter = 0.5},
+                        clock);
   for (int k = 0; k < 400; ++k) s.put(k, k);
   auto live = [&] {
     int n = 0;
@@ -250,7 +258,9 @@ struct name_hash {
   using is_transparent = void;
   using is_avalanching = void;
   std::uint64_t operator()(std::string_view s) const noexcept { return cachet::string_hash{}(s); }
-  std::uint64_t operator()(const std::string& s) const noexcept { return (*this)(std::string_view(s)); }
+  std::uint64_t operator()(const std::string& s) const noexcept {
+    return (*this)(std::string_view(s));
+  }
   std::uint64_t operator()(name_view n) const noexcept { return (*this)(n.text); }
 };
 struct name_eq {
@@ -286,8 +296,8 @@ TEMPLATE_TEST_CASE("store: heterogeneous lookup builds no temporary key", "[stor
   }
 }
 
-TEMPLATE_TEST_CASE("store: values that own memory are moved, copied and freed correctly",
-                   "[store]", CACHET_ALL_BACKENDS) {
+TEMPLATE_TEST_CASE("store: values that own memory are moved, copied and freed correctly", "[store]",
+                   CACHET_ALL_BACKENDS) {
   recorder<std::string, std::string> rec;
   cachet::sharded_store<std::string, std::string, TestType> s(
       {.max_entries = 50, .shards = 2, .on_removal = rec.listener()});

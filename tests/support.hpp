@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cachet/cachet.hpp>
-
 #include <memory>
 #include <mutex>
 #include <tuple>

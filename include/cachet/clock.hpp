@@ -2,19 +2,19 @@
 // and `manual_clock` for tests.
 //
 // Purpose: every deadline in cachet is an absolute time from an injectable clock, so expiry is
-// testable without sleeping: a test holds a manual_clock, gives a copy to the store, and advances it.
-// Stores default to coarse_steady_clock (see below for the trade-off against steady_clock).
+// testable without sleeping: a test holds a manual_clock, gives a copy to the store, and advances
+// it. Stores default to coarse_steady_clock (see below for its trade-off against steady_clock).
 //
-// Thread safety: steady_clock and coarse_steady_clock are stateless. manual_clock copies share one atomic time; now(),
-// advance() and set() may be called from any thread.
+// Thread safety: steady_clock and coarse_steady_clock are stateless. manual_clock copies share one
+// atomic time; now(), advance() and set() may be called from any thread.
 //
 // Exception safety: manual_clock's constructor may throw std::bad_alloc; nothing else throws.
 //
 // Example:
 //   cachet::manual_clock clock;
-//   cachet::sharded_store<int, int, cachet::lru, cachet::manual_clock> s({.max_entries = 10}, clock);
-//   s.put(1, 1, std::chrono::seconds(5));
-//   clock.advance(std::chrono::seconds(5));   // s.get(1) is now empty
+//   cachet::sharded_store<int, int, cachet::lru, cachet::manual_clock> s({.max_entries = 10},
+//   clock); s.put(1, 1, std::chrono::seconds(5)); clock.advance(std::chrono::seconds(5));   //
+//   s.get(1) is now empty
 #pragma once
 
 #include <atomic>
@@ -37,8 +37,8 @@ concept clock = std::copy_constructible<C> && requires(const C& c) {
   { c.now() } -> std::same_as<std::chrono::nanoseconds>;
 };
 
-// std::chrono::steady_clock: nanosecond resolution, about 25 ns per read on a TSC-clocked x86 Linux.
-// Use it when TTLs must be honoured to better than a few milliseconds.
+// std::chrono::steady_clock: nanosecond resolution, about 25 ns per read on a TSC-clocked x86
+// Linux. Use it when TTLs must be honoured to better than a few milliseconds.
 struct steady_clock {
   std::chrono::nanoseconds now() const noexcept {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -46,11 +46,11 @@ struct steady_clock {
   }
 };
 
-// The default. The same monotonic clock read at the kernel's tick granularity (CLOCK_MONOTONIC_COARSE
-// on Linux: a few milliseconds of resolution, about 5 ns per read instead of 25). A hit on an entry
-// with a TTL reads the clock, and 20 ns is most of a hit's cost, so the default trades TTL precision
-// (an entry may be served up to one tick past its deadline, never removed early) for hit speed.
-// Elsewhere it falls back to std::chrono::steady_clock.
+// The default. The same monotonic clock read at the kernel's tick granularity
+// (CLOCK_MONOTONIC_COARSE on Linux: a few milliseconds of resolution, about 5 ns per read instead
+// of 25). A hit on an entry with a TTL reads the clock, and 20 ns is most of a hit's cost, so the
+// default trades TTL precision (an entry may be served up to one tick past its deadline, never
+// removed early) for hit speed. Elsewhere it falls back to std::chrono::steady_clock.
 struct coarse_steady_clock {
   std::chrono::nanoseconds now() const noexcept {
 #if defined(__linux__) && defined(CLOCK_MONOTONIC_COARSE)

@@ -1,25 +1,26 @@
 // cachet/eviction.hpp — the Eviction concept: how a policy plugs into sharded_store.
 //
-// Purpose: an eviction policy decides which entry of a shard leaves when the shard is full. The store
-// keeps one policy object per shard, tells it about every insert, hit, update and removal, and asks it
-// for a victim. A policy owns only its metadata: a small trivially copyable `hook` the store embeds in
-// every entry's node (list links as 32-bit node indices, a counter, a bit), plus per-shard state (list
-// heads, a heap of indices). It never allocates on the hit path.
+// Purpose: an eviction policy decides which entry of a shard leaves when the shard is full. The
+// store keeps one policy object per shard, tells it about every insert, hit, update and removal,
+// and asks it for a victim. A policy owns only its metadata: a small trivially copyable `hook` the
+// store embeds in every entry's node (list links as 32-bit node indices, a counter, a bit), plus
+// per-shard state (list heads, a heap of indices). It never allocates on the hit path.
 //
 // The contract. A policy is a type P with
 //   - `P::hook`: trivially copyable, default-constructible; stored in each node. May be empty.
 //   - `P::template shard_policy<Nodes>`: the per-shard state, constructed as
 //     `shard_policy(Nodes* nodes, const policy_init&)`. `Nodes` gives `hook(i) -> P::hook&`,
 //     `deadline(i) -> std::int64_t` (absolute ns, detail::k_never when the entry has no TTL) and
-//     `hash(i) -> std::uint32_t` for a node index i, and `prefetch(i)`, a cache hint. Its members, all noexcept, all called with the
-//     shard lock held:
+//     `hash(i) -> std::uint32_t` for a node index i, and `prefetch(i)`, a cache hint. Its members,
+//     all noexcept, all called with the shard lock held:
 //       on_insert(i)   a new entry i was added (its hook is value-initialised)
 //       on_access(i)   get() hit entry i
 //       on_update(i)   put() replaced entry i's value (its deadline may have changed)
 //       on_remove(i)   entry i is leaving for any reason (erase, expiry, eviction, clear)
 //       victim()       the entry to evict next, or detail::npos if this policy will not evict
 //       clear()        forget every entry (the store is discarding them all)
-//     and `static constexpr bool access_is_noop`: true when on_access does nothing, so the store skips it.
+//     and `static constexpr bool access_is_noop`: true when on_access does nothing, so the store
+//     skips it.
 //   Optional members the store calls when present (detected with `requires`):
 //       on_miss(hash)              every get() miss, with the key's 32-bit hash
 //       admit(candidate_hash, victim) -> bool
@@ -27,17 +28,21 @@
 //                                  false rejects the new key (put_result::rejected_by_policy)
 //
 // How the policies still to come fit this contract:
-//   - SIEVE (Zhang et al., NSDI'24): hook = {link, visited bit}; on_access sets the bit (the only write
+//   - SIEVE (Zhang et al., NSDI'24): hook = {link, visited bit}; on_access sets the bit (the only
+//   write
 //     on a hit); victim() moves the hand from tail toward head clearing bits and returns the first
 //     unvisited entry, keeping the hand in the shard state.
-//   - S3-FIFO (Yang et al., SOSP'23): hook = {link, 2-bit frequency, queue id}; small and main FIFOs in
-//     the shard state; on_remove of an entry leaving the small queue records hash(i) in a ghost FIFO of
-//     32-bit hashes (fixed ring + small table), and on_insert consults the ghost to place a returning key
-//     straight into main. victim() performs the queue moves and returns the entry to drop.
-//   - W-TinyLFU (Einziger, Friedman, Manes): a count-min sketch in the shard state sees every access
-//     through on_access (hash(i)) and on_miss(hash); window LRU + segmented-LRU main via hook links;
-//     admit(candidate_hash, victim) compares sketch frequencies (with a little randomness against
-//     hash-flooding) and may reject the newcomer.
+//   - S3-FIFO (Yang et al., SOSP'23): hook = {link, 2-bit frequency, queue id}; small and main
+//   FIFOs in
+//     the shard state; on_remove of an entry leaving the small queue records hash(i) in a ghost
+//     FIFO of 32-bit hashes (fixed ring + small table), and on_insert consults the ghost to place a
+//     returning key straight into main. victim() performs the queue moves and returns the entry to
+//     drop.
+//   - W-TinyLFU (Einziger, Friedman, Manes): a count-min sketch in the shard state sees every
+//   access
+//     through on_access (hash(i)) and on_miss(hash); window LRU + segmented-LRU main via hook
+//     links; admit(candidate_hash, victim) compares sketch frequencies (with a little randomness
+//     against hash-flooding) and may reject the newcomer.
 //
 // Thread safety: a shard_policy is used only under its shard's lock; it needs no synchronisation.
 //
@@ -87,20 +92,26 @@ struct nodes_archetype {
 }  // namespace detail
 
 template <class P>
-concept eviction_policy =
-    std::is_trivially_copyable_v<typename P::hook> &&
+concept eviction_policy = std::is_trivially_copyable_v<typename P::hook> &&
     std::is_default_constructible_v<typename P::hook> &&
     requires(typename P::template shard_policy<detail::nodes_archetype<typename P::hook>> p,
              detail::index_t i) {
-      typename P::template shard_policy<detail::nodes_archetype<typename P::hook>>;
-      { P::template shard_policy<detail::nodes_archetype<typename P::hook>>::access_is_noop }
-          -> std::convertible_to<bool>;
-      { p.on_insert(i) } noexcept;
-      { p.on_access(i) } noexcept;
-      { p.on_update(i) } noexcept;
-      { p.on_remove(i) } noexcept;
-      { p.victim() } noexcept -> std::same_as<detail::index_t>;
-      { p.clear() } noexcept;
-    };
+  typename P::template shard_policy<detail::nodes_archetype<typename P::hook>>;
+  {
+    P::template shard_policy<detail::nodes_archetype<typename P::hook>>::access_is_noop
+    } -> std::convertible_to<bool>;
+  { p.on_insert(i) }
+  noexcept;
+  { p.on_access(i) }
+  noexcept;
+  { p.on_update(i) }
+  noexcept;
+  { p.on_remove(i) }
+  noexcept;
+  { p.victim() }
+  noexcept->std::same_as<detail::index_t>;
+  { p.clear() }
+  noexcept;
+};
 
 }  // namespace cachet

@@ -3,7 +3,8 @@
 // Purpose: name cachet types in headers without pulling in their definitions. The template defaults
 // live in the defining headers (sharded_store.hpp); include that to instantiate.
 // Thread safety / exception safety: declarations only.
-// Example: #include <cachet/fwd.hpp>  void warm(cachet::sharded_store<int, int>& s);  (after including
+// Example: #include <cachet/fwd.hpp>  void warm(cachet::sharded_store<int, int>& s);  (after
+// including
 //          sharded_store.hpp in the .cpp)
 #pragma once
 

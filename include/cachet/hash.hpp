@@ -1,18 +1,20 @@
-// cachet/hash.hpp — the default key hash: seeded xxh3 for byte strings, a seeded mixer for integers,
-// absl::Hash for everything else.
+// cachet/hash.hpp — the default key hash: seeded xxh3 for byte strings, a seeded mixer for
+// integers, absl::Hash for everything else.
 //
 // Purpose: a store hashes each key once; the high 32 bits pick the shard and the low 32 bits place
-// the key in that shard's table, so the hash must be good in every bit. String-like keys (std::string,
-// std::string_view, const char*) hash their bytes with XXH3 under a per-process random seed, so an
-// attacker who picks keys cannot aim them at one shard or one bucket. The hash is transparent: a
-// std::string_view hashes like the std::string holding the same bytes, so lookups need no temporary key.
+// the key in that shard's table, so the hash must be good in every bit. String-like keys
+// (std::string, std::string_view, const char*) hash their bytes with XXH3 under a per-process
+// random seed, so an attacker who picks keys cannot aim them at one shard or one bucket. The hash
+// is transparent: a std::string_view hashes like the std::string holding the same bytes, so lookups
+// need no temporary key.
 //
-// A user hash plugs in as the store's `Hash` parameter. Unless it declares `using is_avalanching = void;`
-// (every output bit depends on every input bit) the store passes its result through a 64-bit mixer, so
-// identity hashes such as std::hash<int> still spread keys over shards.
+// A user hash plugs in as the store's `Hash` parameter. Unless it declares `using is_avalanching =
+// void;` (every output bit depends on every input bit) the store passes its result through a 64-bit
+// mixer, so identity hashes such as std::hash<int> still spread keys over shards.
 //
 // Thread safety: stateless after the process seed is drawn (thread-safe static initialisation).
-// Exception safety: never throws for the built-in types; absl::Hash for user types as that type's hash.
+// Exception safety: never throws for the built-in types; absl::Hash for user types as that type's
+// hash.
 //
 // Example:
 //   cachet::hash<std::string> h;
@@ -66,7 +68,9 @@ constexpr std::uint64_t mix64(std::uint64_t x) noexcept {
 }
 
 template <class H>
-concept avalanching_hash = requires { typename H::is_avalanching; };
+concept avalanching_hash = requires {
+  typename H::is_avalanching;
+};
 
 }  // namespace detail
 
@@ -89,8 +93,7 @@ struct hash {
 };
 
 template <class K>
-  requires(std::is_integral_v<K> || std::is_enum_v<K> || std::is_pointer_v<K>)
-struct hash<K> {
+requires(std::is_integral_v<K> || std::is_enum_v<K> || std::is_pointer_v<K>) struct hash<K> {
   using is_avalanching = void;
   std::uint64_t operator()(K k) const noexcept {
     std::uint64_t x;

@@ -1,22 +1,24 @@
 // cachet/options.hpp — configuration of a sharded_store, and the small result types of its API.
 //
-// Purpose: `store_options<K, V>` is the plain struct a user fills in (designated initialisers work) and
-// hands to a store's constructor. The constructor validates it in full before allocating anything and
-// throws `cachet::invalid_option` naming the offending option and its allowed range, so a bad
-// configuration fails at start-up, never later under load.
+// Purpose: `store_options<K, V>` is the plain struct a user fills in (designated initialisers work)
+// and hands to a store's constructor. The constructor validates it in full before allocating
+// anything and throws `cachet::invalid_option` naming the offending option and its allowed range,
+// so a bad configuration fails at start-up, never later under load.
 //
-// Thread safety: plain values; copy freely. The callbacks (`weigher`, `on_removal`) are called by the
-// store from whatever thread performs the operation, never while a shard lock is held, so they must be
-// thread-safe themselves and may call back into the store.
+// Thread safety: plain values; copy freely. The callbacks (`weigher`, `on_removal`) are called by
+// the store from whatever thread performs the operation, never while a shard lock is held, so they
+// must be thread-safe themselves and may call back into the store.
 //
-// Exception safety: nothing here throws except `validate_common`, which throws `invalid_option`.
+// Exception safety: nothing here throws; a store's constructor throws `invalid_option` for bad
+// values.
 //
 // Example:
 //   cachet::store_options<std::string, std::string> opts{
 //       .max_entries = 100'000,
 //       .default_ttl = std::chrono::minutes(5),
-//       .ttl_jitter = 0.1,   // each TTL shortened by up to 10% so a batch loaded together does not expire together
-//       .on_removal = [](const std::string& k, const std::string&, cachet::removal_cause c) { ... },
+//       .ttl_jitter = 0.1,   // each TTL shortened by up to 10% so a batch loaded together does not
+//       expire together .on_removal = [](const std::string& k, const std::string&,
+//       cachet::removal_cause c) { ... },
 //   };
 #pragma once
 
@@ -34,18 +36,23 @@ namespace cachet {
 enum class removal_cause : std::uint8_t {
   explicit_erase,  // erase() or erase_if() removed it
   replaced,        // a put() for the same key replaced its value
-  expired,         // its deadline passed; reclaimed on access, by the amortised sweep, or by cleanup()
-  evicted,         // the eviction policy chose it to make room
-  cleared,         // clear() removed it
+  expired,  // its deadline passed; reclaimed on access, by the amortised sweep, or by cleanup()
+  evicted,  // the eviction policy chose it to make room
+  cleared,  // clear() removed it
 };
 
 constexpr std::string_view to_string(removal_cause c) noexcept {
   switch (c) {
-    case removal_cause::explicit_erase: return "explicit";
-    case removal_cause::replaced: return "replaced";
-    case removal_cause::expired: return "expired";
-    case removal_cause::evicted: return "evicted";
-    case removal_cause::cleared: return "cleared";
+    case removal_cause::explicit_erase:
+      return "explicit";
+    case removal_cause::replaced:
+      return "replaced";
+    case removal_cause::expired:
+      return "expired";
+    case removal_cause::evicted:
+      return "evicted";
+    case removal_cause::cleared:
+      return "cleared";
   }
   return "unknown";
 }
@@ -54,7 +61,8 @@ constexpr std::string_view to_string(removal_cause c) noexcept {
 enum class put_result : std::uint8_t {
   inserted,            // the key was absent (or expired) and now maps to the value
   replaced,            // the key was present; its value (and deadline) were replaced
-  rejected_full,       // the shard is full and the policy may not evict (no_eviction): nothing was evicted
+  rejected_full,       // the shard is full and the policy may not evict (no_eviction): nothing was
+                       // evicted
   rejected_by_policy,  // an admission policy kept the incumbent entries instead (W-TinyLFU style)
   rejected_too_heavy,  // the entry's weight exceeds what one shard may hold
 };
@@ -66,11 +74,16 @@ constexpr bool stored(put_result r) noexcept {
 
 constexpr std::string_view to_string(put_result r) noexcept {
   switch (r) {
-    case put_result::inserted: return "inserted";
-    case put_result::replaced: return "replaced";
-    case put_result::rejected_full: return "rejected_full";
-    case put_result::rejected_by_policy: return "rejected_by_policy";
-    case put_result::rejected_too_heavy: return "rejected_too_heavy";
+    case put_result::inserted:
+      return "inserted";
+    case put_result::replaced:
+      return "replaced";
+    case put_result::rejected_full:
+      return "rejected_full";
+    case put_result::rejected_by_policy:
+      return "rejected_by_policy";
+    case put_result::rejected_too_heavy:
+      return "rejected_too_heavy";
   }
   return "unknown";
 }
@@ -90,33 +103,36 @@ class invalid_option : public std::invalid_argument {
 
 template <class K, class V>
 struct store_options {
-  // Maximum number of entries. Required unless max_weight is set. The bound is split evenly over the
-  // shards (each shard holds at most ceil(max_entries / shards)); size() never exceeds max_entries.
+  // Maximum number of entries. Required unless max_weight is set. The bound is split evenly over
+  // the shards (each shard holds at most ceil(max_entries / shards)); size() never exceeds
+  // max_entries.
   std::size_t max_entries = 0;
 
   // Maximum total weight, 0 = no weight bound. Needs `weigher`. Split over shards like max_entries;
   // an entry heavier than one shard's share is refused with put_result::rejected_too_heavy.
   std::uint64_t max_weight = 0;
 
-  // Weight of an entry, in [0, 2^32). Called once per put(), outside any lock. Required with max_weight.
+  // Weight of an entry, in [0, 2^32). Called once per put(), outside any lock. Required with
+  // max_weight.
   std::function<std::uint32_t(const K&, const V&)> weigher{};
 
-  // Number of shards: a power of two in [1, 65536], 0 = automatic (4 per hardware thread, rounded up
-  // to a power of two, reduced so that each shard holds at least 64 entries). One shard gives the exact
-  // eviction order of the policy over the whole store; more shards give concurrency, and each shard
-  // runs the policy over its own share.
+  // Number of shards: a power of two in [1, 65536], 0 = automatic (4 per hardware thread, rounded
+  // up to a power of two, reduced so that each shard holds at least 64 entries). One shard gives
+  // the exact eviction order of the policy over the whole store; more shards give concurrency, and
+  // each shard runs the policy over its own share.
   std::size_t shards = 0;
 
   // TTL used by put(key, value); zero = entries do not expire. Must not be negative.
   std::chrono::nanoseconds default_ttl{0};
 
-  // Fraction in [0, 1): every TTL is shortened by a uniformly random part of up to this fraction, so
-  // entries written together do not all expire at the same instant. An entry never outlives its TTL.
+  // Fraction in [0, 1): every TTL is shortened by a uniformly random part of up to this fraction,
+  // so entries written together do not all expire at the same instant. Jitter never lengthens a TTL
+  // (the clock's resolution still applies: see clock.hpp).
   double ttl_jitter = 0.0;
 
-  // Called after an entry leaves the store, with the key, the value it had and why. Runs on the thread
-  // that caused the removal, after the shard lock is released. Within one store operation, removals are
-  // reported in the order they happened; across threads there is no ordering.
+  // Called after an entry leaves the store, with the key, the value it had and why. Runs on the
+  // thread that caused the removal, after the shard lock is released. Within one store operation,
+  // removals are reported in the order they happened; across threads there is no ordering.
   std::function<void(const K&, const V&, removal_cause)> on_removal{};
 };
 

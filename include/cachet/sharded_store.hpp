@@ -1,28 +1,30 @@
 // cachet/sharded_store.hpp — the concurrent in-process store: sharded, bounded, expiring.
 //
-// Purpose: the hot core under every caching pattern in cachet. A key is hashed once; the high 32 bits
-// of the hash pick one of a power-of-two number of shards and the low 32 bits place it in that shard's
-// table. Each shard has its own lock, hash table, node slab, eviction-policy state and counters, on its
-// own cache lines, so threads working on different shards never touch a shared line.
+// Purpose: the hot core under every caching pattern in cachet. A key is hashed once; the high 32
+// bits of the hash pick one of a power-of-two number of shards and the low 32 bits place it in that
+// shard's table. Each shard has its own lock, hash table, node slab, eviction-policy state and
+// counters, on its own cache lines, so threads working on different shards never touch a shared
+// line.
 //
 // Thread safety: every member function is thread-safe. Operations on one key are linearisable. A
-// shard's lock is held only for the table probe, the policy's bookkeeping and the copy of one value;
-// no user code runs under it: the hash is computed and the weigher called before the lock is taken,
-// and removal listeners and the destructors of removed keys and values run after it is released.
-// (The key's equality and the value's copy constructor run under the lock; keep them cheap, and store
-// std::shared_ptr<const T> for large values.) Clock::now() may be read under the lock.
-// size(), stats() and the iteration functions are weakly consistent (see each).
+// shard's lock is held only for the table probe, the policy's bookkeeping and the copy of one
+// value; no user code runs under it: the hash is computed and the weigher called before the lock is
+// taken, and removal listeners and the destructors of removed keys and values run after it is
+// released. (The key's equality and the value's copy constructor run under the lock; keep them
+// cheap, and store std::shared_ptr<const T> for large values.) Clock::now() may be read under the
+// lock. size(), stats() and the iteration functions are weakly consistent (see each).
 //
 // Exception safety: get, contains, erase and put give the strong guarantee against exceptions from
-// the hash, the key's equality and the value's copy, except that when put() must evict and then fails
-// to allocate (std::bad_alloc), the entries evicted stay evicted. K and V must be nothrow
+// the hash, the key's equality and the value's copy, except that when put() must evict and then
+// fails to allocate (std::bad_alloc), the entries evicted stay evicted. K and V must be nothrow
 // move-constructible (checked). A removal listener that throws propagates out of the operation that
 // triggered it, after the store's state is complete; later listener calls for that operation are
 // skipped.
 //
 // Expiry: an entry with a deadline is never returned once Clock::now() >= deadline. Expired entries
 // are reclaimed when an operation touches their key, by a sweep of 4 slots per put in a shard that
-// holds entries with a deadline, when the policy picks them as victims, and all at once by cleanup().
+// holds entries with a deadline, when the policy picks them as victims, and all at once by
+// cleanup().
 //
 // Example:
 //   cachet::sharded_store<std::string, std::string, cachet::lru> users({.max_entries = 100'000});
@@ -80,11 +82,14 @@ struct key_arg_impl<false> {
 };
 
 template <class T>
-concept transparent = requires { typename T::is_transparent; };
+concept transparent = requires {
+  typename T::is_transparent;
+};
 
 // A thread-local generator for TTL jitter: no lock, no shared line.
 inline double jitter_uniform() noexcept {
-  thread_local std::uint64_t state = mix64(process_seed() ^ reinterpret_cast<std::uintptr_t>(&state));
+  thread_local std::uint64_t state =
+      mix64(process_seed() ^ reinterpret_cast<std::uintptr_t>(&state));
   state += 0x9E3779B97F4A7C15ULL;
   return static_cast<double>(mix64(state) >> 11) * 0x1.0p-53;
 }
@@ -93,7 +98,7 @@ inline double jitter_uniform() noexcept {
 
 template <class K, class V, class Eviction = lru, class Clock = coarse_steady_clock,
           class Hash = cachet::hash<K>, class KeyEqual = std::equal_to<>>
-  requires eviction_policy<Eviction> && clock<Clock>
+requires eviction_policy<Eviction> && clock<Clock>
 class sharded_store {
   static_assert(std::is_nothrow_move_constructible_v<K>,
                 "cachet::sharded_store: the key type K must be nothrow move-constructible");
@@ -121,17 +126,21 @@ class sharded_store {
   // Allocates O(shards) memory; entries are allocated as they arrive. Throws std::bad_alloc.
   explicit sharded_store(options_type opts, Clock clock = Clock{}, Hash hash = Hash{},
                          KeyEqual eq = KeyEqual{})
-      : opts_(std::move(opts)), clock_(std::move(clock)), hash_(std::move(hash)), eq_(std::move(eq)) {
+      : opts_(std::move(opts)),
+        clock_(std::move(clock)),
+        hash_(std::move(hash)),
+        eq_(std::move(eq)) {
     validate();
     const std::size_t n = opts_.shards != 0 ? opts_.shards : default_shards();
     shard_bits_ = std::countr_zero(n);
-    shards_ = static_cast<shard*>(::operator new(sizeof(shard) * n, std::align_val_t{alignof(shard)}));
+    shards_ =
+        static_cast<shard*>(::operator new (sizeof(shard) * n, std::align_val_t{alignof(shard)}));
     std::size_t built = 0;
     try {
       for (; built < n; ++built) {
-        new (&shards_[built]) shard(this, share(opts_.max_entries, n, built),
-                                    share(opts_.max_weight, n, built),
-                                    detail::mix64(0x5EED0000ULL + built));
+        new (&shards_[built])
+            shard(this, share(opts_.max_entries, n, built), share(opts_.max_weight, n, built),
+                  detail::mix64(0x5EED0000ULL + built));
       }
     } catch (...) {
       destroy_shards(built);
@@ -196,17 +205,20 @@ class sharded_store {
   }
 
   // Maps key to value with the default TTL (options.default_ttl; none if zero).
-  put_result put(K key, V value) { return put_impl(std::move(key), std::move(value), default_ttl()); }
+  put_result put(K key, V value) {
+    return put_impl(std::move(key), std::move(value), default_ttl());
+  }
 
   // Maps key to value, expiring after `ttl` (jittered by options.ttl_jitter); cachet::no_expiry for
   // none. Throws std::invalid_argument if ttl is not positive.
   //
-  // When the shard is full, put evicts the policy's victims until the entry fits, after a sweep step
-  // has reclaimed what expired entries it finds; with no_eviction it returns rejected_full instead and
-  // evicts nothing. A put over a present key replaces its value and deadline (the old value goes to
-  // the listener as `replaced`). When a put over a present key is rejected, that key's old entry is
-  // removed, so the store never serves a value older than a write it refused. Calls the weigher
-  // before locking. Allocates when the shard's slab or table grows. Blocks on one shard lock.
+  // When the shard is full, put evicts the policy's victims until the entry fits, after a sweep
+  // step has reclaimed what expired entries it finds; with no_eviction it returns rejected_full
+  // instead and evicts nothing. A put over a present key replaces its value and deadline (the old
+  // value goes to the listener as `replaced`). When a put over a present key is rejected, that
+  // key's old entry is removed, so the store never serves a value older than a write it refused.
+  // Calls the weigher before locking. Allocates when the shard's slab or table grows. Blocks on one
+  // shard lock.
   put_result put(K key, V value, std::chrono::nanoseconds ttl) {
     if (ttl <= std::chrono::nanoseconds::zero()) {
       throw std::invalid_argument("cachet: put: ttl must be positive (or cachet::no_expiry)");
@@ -256,15 +268,17 @@ class sharded_store {
       if (opts_.on_removal) {
         for (detail::index_t i = 0; i < old.high_water(); ++i) {
           const auto& n = old[i];
-          if (n.deadline != detail::k_free) opts_.on_removal(n.key, n.value, removal_cause::cleared);
+          if (n.deadline != detail::k_free)
+            opts_.on_removal(n.key, n.value, removal_cause::cleared);
         }
       }
     }  // `old` destroys the keys and values here, outside the lock
   }
 
-  // Removes every live entry for which pred(key, value) is true; returns how many. The predicate runs
-  // outside the shard locks on copies of the entries, taken 64 at a time; an entry whose value was
-  // replaced after its copy was taken is left alone. Entries added concurrently may not be visited.
+  // Removes every live entry for which pred(key, value) is true; returns how many. The predicate
+  // runs outside the shard locks on copies of the entries, taken 64 at a time; an entry whose value
+  // was replaced after its copy was taken is left alone. Entries added concurrently may not be
+  // visited.
   template <class Pred>
   std::size_t erase_if(Pred pred) {
     std::size_t erased = 0;
@@ -316,8 +330,8 @@ class sharded_store {
     }
   }
 
-  // Reclaims every expired entry now (listener cause `expired`). Locks each shard in turn for a pass
-  // over its slab. Returns how many entries it reclaimed.
+  // Reclaims every expired entry now (listener cause `expired`). Locks each shard in turn for a
+  // pass over its slab. Returns how many entries it reclaimed.
   std::size_t cleanup() {
     std::size_t reclaimed = 0;
     for (std::size_t k = 0; k < shard_count_; ++k) {
@@ -374,8 +388,11 @@ class sharded_store {
   using node_type = typename slab_type::node_type;
   using policy_type = typename Eviction::template shard_policy<slab_type>;
 
-  static constexpr bool k_has_on_miss = requires(policy_type& p, std::uint32_t h) { p.on_miss(h); };
-  static constexpr bool k_has_admit = requires(policy_type& p, std::uint32_t h, detail::index_t v) {
+  static constexpr bool k_has_on_miss = requires(policy_type & p, std::uint32_t h) {
+    p.on_miss(h);
+  };
+  static constexpr bool k_has_admit =
+      requires(policy_type & p, std::uint32_t h, detail::index_t v) {
     { p.admit(h, v) } -> std::convertible_to<bool>;
   };
   static constexpr int k_sweep_per_put = 4;
@@ -432,8 +449,8 @@ class sharded_store {
     slab_type nodes;
     table_type table;
     policy_type policy;
-    std::size_t capacity;      // 0 = no entry bound
-    std::uint64_t max_weight;  // 0 = no weight bound
+    std::size_t capacity;         // 0 = no entry bound
+    std::uint64_t max_weight;     // 0 = no weight bound
     std::size_t ttl_entries = 0;  // live entries with a deadline
     detail::index_t sweep_hand = 0;
     std::uint64_t epoch = 0;  // bumped by clear(): slot indices and stamps restart then
@@ -456,44 +473,50 @@ class sharded_store {
     V value;
   };
 
-  // ---- configuration ------------------------------------------------------------------------------
+  // ---- configuration
+  // ------------------------------------------------------------------------------
 
   void validate() const {
     const auto& o = opts_;
     if (o.max_entries == 0 && o.max_weight == 0) {
-      throw invalid_option("max_entries",
-                           "is 0: set max_entries in [1, 2^32 x shards) or max_weight (with a weigher)");
+      throw invalid_option(
+          "max_entries",
+          "is 0: set max_entries in [1, 2^32 x shards) or max_weight (with a weigher)");
     }
     if (o.shards != 0 && (!std::has_single_bit(o.shards) || o.shards > k_max_shards)) {
       throw invalid_option("shards", "= " + std::to_string(o.shards) +
                                          ": must be 0 (automatic) or a power of two in [1, 65536]");
     }
     if (o.shards != 0 && o.max_entries != 0 && o.shards > o.max_entries) {
-      throw invalid_option("shards", "= " + std::to_string(o.shards) + ": must not exceed max_entries (" +
+      throw invalid_option("shards", "= " + std::to_string(o.shards) +
+                                         ": must not exceed max_entries (" +
                                          std::to_string(o.max_entries) + ")");
     }
     const std::size_t n = o.shards != 0 ? o.shards : default_shards();
     if (o.max_entries / n >= detail::k_max_shard_entries) {
-      throw invalid_option("max_entries", "= " + std::to_string(o.max_entries) + ": must be below " +
-                                              std::to_string(detail::k_max_shard_entries) +
-                                              " x shards");
+      throw invalid_option("max_entries",
+                           "= " + std::to_string(o.max_entries) + ": must be below " +
+                               std::to_string(detail::k_max_shard_entries) + " x shards");
     }
     if (o.max_weight != 0 && !o.weigher) {
-      throw invalid_option("max_weight", "is set but no weigher is: set weigher, or max_weight = 0");
+      throw invalid_option("max_weight",
+                           "is set but no weigher is: set weigher, or max_weight = 0");
     }
     if (o.weigher && o.max_weight == 0) {
-      throw invalid_option("weigher", "is set but max_weight is 0: set max_weight in [shards, 2^64)");
+      throw invalid_option("weigher",
+                           "is set but max_weight is 0: set max_weight in [shards, 2^64)");
     }
     if (o.max_weight != 0 && o.max_weight < n) {
       throw invalid_option("max_weight", "= " + std::to_string(o.max_weight) +
-                                             ": must be at least the shard count (" + std::to_string(n) +
-                                             ")");
+                                             ": must be at least the shard count (" +
+                                             std::to_string(n) + ")");
     }
     if (o.default_ttl < std::chrono::nanoseconds::zero()) {
       throw invalid_option("default_ttl", "is negative: must be >= 0 (0 = entries do not expire)");
     }
     if (!(o.ttl_jitter >= 0.0 && o.ttl_jitter < 1.0)) {
-      throw invalid_option("ttl_jitter", "= " + std::to_string(o.ttl_jitter) + ": must be in [0, 1)");
+      throw invalid_option("ttl_jitter",
+                           "= " + std::to_string(o.ttl_jitter) + ": must be in [0, 1)");
     }
   }
 
@@ -513,11 +536,12 @@ class sharded_store {
   void destroy_shards(std::size_t n) noexcept {
     if (shards_ == nullptr) return;
     for (std::size_t k = 0; k < n; ++k) shards_[k].~shard();
-    ::operator delete(shards_, std::align_val_t{alignof(shard)});
+    ::operator delete (shards_, std::align_val_t{alignof(shard)});
     shards_ = nullptr;
   }
 
-  // ---- hashing and time ---------------------------------------------------------------------------
+  // ---- hashing and time
+  // ---------------------------------------------------------------------------
 
   template <class Q>
   std::uint64_t hash_of(const Q& key) const {
@@ -552,11 +576,13 @@ class sharded_store {
     return t > detail::k_never - 1 - d ? detail::k_never - 1 : t + d;
   }
 
-  // ---- the write path -----------------------------------------------------------------------------
+  // ---- the write path
+  // -----------------------------------------------------------------------------
 
   put_result put_impl(K key, V value, std::chrono::nanoseconds ttl) {
     const std::uint64_t h = hash_of(key);
-    const std::uint32_t w = opts_.weigher ? opts_.weigher(std::as_const(key), std::as_const(value)) : 1;
+    const std::uint32_t w =
+        opts_.weigher ? opts_.weigher(std::as_const(key), std::as_const(value)) : 1;
     const std::int64_t deadline = deadline_for(ttl);
     shard& s = shard_for(h);
     removal_buffer out;
@@ -583,7 +609,8 @@ class sharded_store {
         // then insert anew below, evicting others if needed.
         remove_at(s, it, i, removal_cause::replaced, out);
       } else {
-        if (keep_removed()) out.push_back(removed{std::move(key), std::move(n.value), removal_cause::replaced});
+        if (keep_removed())
+          out.push_back(removed{std::move(key), std::move(n.value), removal_cause::replaced});
         n.value = std::move(value);
         set_deadline(s, n, deadline);
         s.weight.sub(n.weight);
@@ -612,8 +639,8 @@ class sharded_store {
           return put_result::rejected_by_policy;
         }
       }
-      remove_at(s, find_index(s, v), v, expired(s.nodes[v]) ? removal_cause::expired : removal_cause::evicted,
-                out);
+      remove_at(s, find_index(s, v), v,
+                expired(s.nodes[v]) ? removal_cause::expired : removal_cause::evicted, out);
     }
     const detail::index_t i = s.nodes.allocate();  // may throw: nothing changed since the evictions
     auto& n = s.nodes[i];
@@ -651,7 +678,8 @@ class sharded_store {
     if (deadline != detail::k_never) ++s.ttl_entries;
   }
 
-  // ---- removal ------------------------------------------------------------------------------------
+  // ---- removal
+  // ------------------------------------------------------------------------------------
 
   // Whether removed keys and values must be carried out of the lock (for the listener, or to run
   // their destructors there); trivially destructible types without a listener are dropped in place.
@@ -664,8 +692,8 @@ class sharded_store {
     return s.table.find(probe_index{i, s.nodes[i].hash});
   }
 
-  // Removes node i (whose table slot is `it`) for `cause`. The key and value move into `out` first, so
-  // a std::bad_alloc from `out` leaves the entry untouched.
+  // Removes node i (whose table slot is `it`) for `cause`. The key and value move into `out` first,
+  // so a std::bad_alloc from `out` leaves the entry untouched.
   void remove_at(shard& s, typename table_type::iterator it, detail::index_t i, removal_cause cause,
                  removal_buffer& out) {
     auto& n = s.nodes[i];
@@ -673,17 +701,26 @@ class sharded_store {
     s.table.erase(it);
     s.policy.on_remove(i);
     switch (cause) {
-      case removal_cause::explicit_erase: s.removals.add(); break;
-      case removal_cause::expired: s.expirations.add(); break;
-      case removal_cause::evicted: s.evictions.add(); break;
+      case removal_cause::explicit_erase:
+        s.removals.add();
+        break;
+      case removal_cause::expired:
+        s.expirations.add();
+        break;
+      case removal_cause::evicted:
+        s.evictions.add();
+        break;
       case removal_cause::replaced:
-      case removal_cause::cleared: break;
+      case removal_cause::cleared:
+        break;
     }
     destroy_node(s, i);
   }
 
-  // The cold path of a lookup that found an expired entry: reclaims it, releases the lock, notifies.
-  [[gnu::noinline]] void expire_and_unlock(shard& s, typename table_type::iterator it, detail::index_t i,
+  // The cold path of a lookup that found an expired entry: reclaims it, releases the lock,
+  // notifies.
+  [[gnu::noinline]] void expire_and_unlock(shard& s, typename table_type::iterator it,
+                                           detail::index_t i,
                                            std::unique_lock<detail::spin_mutex>& lock) {
     removal_buffer out;
     remove_at(s, it, i, removal_cause::expired, out);
@@ -719,8 +756,8 @@ class sharded_store {
     return reclaimed;
   }
 
-  // Runs the listener for everything `out` holds; the buffer's destructor then destroys the keys and
-  // values. Called with no lock held.
+  // Runs the listener for everything `out` holds; the buffer's destructor then destroys the keys
+  // and values. Called with no lock held.
   void notify(removal_buffer& out) {
     if (out.empty() || !opts_.on_removal) return;
     for (auto& r : out) opts_.on_removal(std::as_const(r.key), std::as_const(r.value), r.cause);
@@ -735,7 +772,8 @@ class sharded_store {
     const detail::index_t hw = s.nodes.high_water();
     for (; pos < hw && batch.size() < k_snapshot_batch; ++pos) {
       const auto& n = s.nodes[pos];
-      if (n.deadline == detail::k_free || (n.deadline != detail::k_never && n.deadline <= t)) continue;
+      if (n.deadline == detail::k_free || (n.deadline != detail::k_never && n.deadline <= t))
+        continue;
       batch.push_back(snapshot_entry{s.epoch, pos, n.stamp, n.key, n.value});
     }
     return pos < hw;

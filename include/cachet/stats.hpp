@@ -1,15 +1,16 @@
 // cachet/stats.hpp — the counters a store keeps, as a plain snapshot.
 //
-// Purpose: prove the cache helps. Each shard counts under its own lock into relaxed atomics (a plain
-// load + store, no locked instruction, no shared cache line), and stats() sums the shards. Leave it
-// on in production: it costs a few increments on lines the operation already owns.
+// Purpose: prove the cache helps. Each shard counts under its own lock into relaxed atomics (a
+// plain load + store, no locked instruction, no shared cache line), and stats() sums the shards.
+// Leave it on in production: it costs a few increments on lines the operation already owns.
 //
 // Thread safety: cache_stats is a value. A snapshot taken while other threads work is not atomic
 // across shards or counters (each counter is exact, their sum is taken shard by shard).
 //
 // Example:
 //   auto st = store.stats();
-//   std::printf("hit ratio %.1f%%, %llu evicted\n", 100 * st.hit_ratio(), (unsigned long long)st.evictions);
+//   std::printf("hit ratio %.1f%%, %llu evicted\n", 100 * st.hit_ratio(), (unsigned long
+//   long)st.evictions);
 #pragma once
 
 #include <cstdint>
@@ -23,11 +24,12 @@ struct cache_stats {
   std::uint64_t updates = 0;     // put() replaced the value of a present entry
   std::uint64_t rejections = 0;  // put() stored nothing (full, not admitted, too heavy)
   std::uint64_t evictions = 0;   // entries removed by the eviction policy
-  std::uint64_t expirations = 0; // expired entries reclaimed (on access, by the sweep or cleanup())
+  std::uint64_t expirations =
+      0;  // expired entries reclaimed (on access, by the sweep or cleanup())
   std::uint64_t explicit_removals = 0;  // entries removed by erase() / erase_if()
-  std::uint64_t cleared = 0;     // entries removed by clear()
-  std::uint64_t size = 0;        // entries now
-  std::uint64_t weight = 0;      // total weight now (equals size when no weigher is set)
+  std::uint64_t cleared = 0;            // entries removed by clear()
+  std::uint64_t size = 0;               // entries now
+  std::uint64_t weight = 0;             // total weight now (equals size when no weigher is set)
 
   std::uint64_t gets() const noexcept { return hits + misses; }
   std::uint64_t puts() const noexcept { return inserts + updates + rejections; }

@@ -13,8 +13,8 @@ TEST_CASE("lfu: evicts the least frequently used, least recent among ties", "[lf
   s.put(2, 2);
   s.put(3, 3);
   s.get(1);
-  s.get(1);  // 1: freq 3
-  s.get(2);  // 2: freq 2; 3: freq 1
+  s.get(1);     // 1: freq 3
+  s.get(2);     // 2: freq 2; 3: freq 1
   s.put(4, 4);  // evicts 3 (freq 1)
   REQUIRE(rec.take_keys(removal_cause::evicted) == std::vector<int>{3});
   s.put(5, 5);  // 4 and 5 would tie at 1; 4 is the only freq-1 entry before 5 arrives: evicts 4
@@ -69,7 +69,11 @@ TEST_CASE("lfu: matches the reference model with a hot key that saturates", "[lf
 TEST_CASE("lfu: matches the reference model on a read-heavy workload", "[lfu][model]") {
   // 99% gets, each miss filled, on a key space barely larger than the cache: long runs of hits
   // between evictions, so buffered hit bookkeeping (lru, lfu) fills and drains on its own.
-  run_model<cachet::lfu, lfu_rules>(
-      {.keys = 202, .capacity = 200, .ops = 60000, .hot_fraction = 0.3, .get_percent = 99,
-       .fill_on_miss = true, .seed = 11});
+  run_model<cachet::lfu, lfu_rules>({.keys = 202,
+                                     .capacity = 200,
+                                     .ops = 60000,
+                                     .hot_fraction = 0.3,
+                                     .get_percent = 99,
+                                     .fill_on_miss = true,
+                                     .seed = 11});
 }

@@ -66,7 +66,11 @@ TEST_CASE("lru: matches the reference model", "[lru][model]") {
 TEST_CASE("lru: matches the reference model on a read-heavy workload", "[lru][model]") {
   // 99% gets, each miss filled, on a key space barely larger than the cache: long runs of hits
   // between evictions, so buffered hit bookkeeping (lru, lfu) fills and drains on its own.
-  run_model<cachet::lru, lru_rules>(
-      {.keys = 202, .capacity = 200, .ops = 60000, .hot_fraction = 0.3, .get_percent = 99,
-       .fill_on_miss = true, .seed = 11});
+  run_model<cachet::lru, lru_rules>({.keys = 202,
+                                     .capacity = 200,
+                                     .ops = 60000,
+                                     .hot_fraction = 0.3,
+                                     .get_percent = 99,
+                                     .fill_on_miss = true,
+                                     .seed = 11});
 }

@@ -1,13 +1,12 @@
 // A differential test for eviction policies: a naive reference model of a policy's documented rules
-// (O(n) victim search over a vector, no cleverness) runs beside a one-shard sharded_store on a seeded
-// random workload of gets, puts with and without TTL, erases, contains and clock steps. Every removal
-// the store reports through its listener is checked against the model, and the model predicts which
-// entries the policy may evict. Contents are compared in full at intervals.
+// (O(n) victim search over a vector, no cleverness) runs beside a one-shard sharded_store on a
+// seeded random workload of gets, puts with and without TTL, erases, contains and clock steps.
+// Every removal the store reports through its listener is checked against the model, and the model
+// predicts which entries the policy may evict. Contents are compared in full at intervals.
 #pragma once
 
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstdint>
 #include <optional>
 #include <random>
@@ -22,13 +21,14 @@ inline constexpr std::int64_t k_never = cachet::detail::k_never;
 struct model_entry {
   int key;
   int value;
-  std::int64_t deadline;     // k_never = no TTL
-  std::uint64_t order = 0;   // the policy's ordering stamp (recency, insertion, bucket entry time)
-  std::uint32_t freq = 0;    // lfu
+  std::int64_t deadline;    // k_never = no TTL
+  std::uint64_t order = 0;  // the policy's ordering stamp (recency, insertion, bucket entry time)
+  std::uint32_t freq = 0;   // lfu
 };
 
 // Rules: static void on_insert(model&, entry&), on_access, on_update(model&, entry&, old_deadline),
-// static bool may_evict(const model&, const entry& candidate). The model gives them a clock `tick()`.
+// static bool may_evict(const model&, const entry& candidate). The model gives them a clock
+// `tick()`.
 template <class Rules>
 class policy_model {
  public:
@@ -73,15 +73,19 @@ void run_model(const workload& w) {
   using cachet::removal_cause;
   cachet::manual_clock clock;
   recorder<int, int> rec;
-  int_store<Policy> store({.max_entries = w.capacity, .shards = 1, .on_removal = rec.listener()}, clock);
+  int_store<Policy> store({.max_entries = w.capacity, .shards = 1, .on_removal = rec.listener()},
+                          clock);
   policy_model<Rules> model(w.capacity);
   std::mt19937_64 rng(w.seed);
   auto pick_key = [&] {
-    if (w.hot_fraction > 0 && std::uniform_real_distribution<>(0, 1)(rng) < w.hot_fraction) return 0;
+    if (w.hot_fraction > 0 && std::uniform_real_distribution<>(0, 1)(rng) < w.hot_fraction)
+      return 0;
     return std::uniform_int_distribution<int>(0, w.keys - 1)(rng);
   };
   auto now = [&] { return clock.now().count(); };
-  auto is_expired = [&](const model_entry& e) { return e.deadline != k_never && e.deadline <= now(); };
+  auto is_expired = [&](const model_entry& e) {
+    return e.deadline != k_never && e.deadline <= now();
+  };
   // Every event of an operation must be an expiry of an expired model entry, or an eviction of an
   // entry the rules allow while the model is full. Returns how many evictions it saw.
   auto apply_removals = [&](const std::vector<removal_event<int, int>>& events, int op) {
@@ -106,12 +110,14 @@ void run_model(const workload& w) {
   auto do_put = [&](int op, int key, std::int64_t ttl) {
     model_entry* e = model.find(key);
     const int value = ++value_seq;
-    const auto r = ttl != 0 ? store.put(key, value, std::chrono::nanoseconds(ttl)) : store.put(key, value);
+    const auto r =
+        ttl != 0 ? store.put(key, value, std::chrono::nanoseconds(ttl)) : store.put(key, value);
     const std::int64_t deadline = ttl != 0 ? now() + ttl : k_never;
     auto events = rec.take();
     if (e != nullptr && !is_expired(*e)) {
       REQUIRE(r == cachet::put_result::replaced);
-      REQUIRE(events == std::vector<removal_event<int, int>>{{key, e->value, removal_cause::replaced}});
+      REQUIRE(events ==
+              std::vector<removal_event<int, int>>{{key, e->value, removal_cause::replaced}});
       const std::int64_t old_deadline = e->deadline;
       e->value = value;
       e->deadline = deadline;
@@ -148,7 +154,8 @@ void run_model(const workload& w) {
       } else {
         REQUIRE_FALSE(got.has_value());
         if (e != nullptr) {
-          REQUIRE(events == std::vector<removal_event<int, int>>{{key, e->value, removal_cause::expired}});
+          REQUIRE(events ==
+                  std::vector<removal_event<int, int>>{{key, e->value, removal_cause::expired}});
           model.remove(key);
         } else {
           REQUIRE(events.empty());
@@ -168,7 +175,8 @@ void run_model(const workload& w) {
         const bool was_live = !is_expired(*e);
         REQUIRE(erased == was_live);
         REQUIRE(events == std::vector<removal_event<int, int>>{
-                              {key, e->value, was_live ? removal_cause::explicit_erase : removal_cause::expired}});
+                              {key, e->value,
+                               was_live ? removal_cause::explicit_erase : removal_cause::expired}});
         model.remove(key);
       }
     } else if (kind < 94) {  // contains: no policy effect
@@ -201,37 +209,56 @@ void run_model(const workload& w) {
 
 struct lru_rules {
   static constexpr bool k_never_evicts = false;
-  template <class M> static void on_insert(M& m, model_entry& e) { e.order = m.tick(); }
-  template <class M> static void on_access(M& m, model_entry& e) { e.order = m.tick(); }
-  template <class M> static void on_update(M& m, model_entry& e, std::int64_t) { e.order = m.tick(); }
-  template <class M> static bool may_evict(const M& m, const model_entry& e) {
-    for (auto& o : m.entries()) if (o.order < e.order) return false;
+  template <class M>
+  static void on_insert(M& m, model_entry& e) {
+    e.order = m.tick();
+  }
+  template <class M>
+  static void on_access(M& m, model_entry& e) {
+    e.order = m.tick();
+  }
+  template <class M>
+  static void on_update(M& m, model_entry& e, std::int64_t) {
+    e.order = m.tick();
+  }
+  template <class M>
+  static bool may_evict(const M& m, const model_entry& e) {
+    for (auto& o : m.entries())
+      if (o.order < e.order) return false;
     return true;
   }
 };
 
 struct fifo_rules {
   static constexpr bool k_never_evicts = false;
-  template <class M> static void on_insert(M& m, model_entry& e) { e.order = m.tick(); }
-  template <class M> static void on_access(M&, model_entry&) {}
-  template <class M> static void on_update(M&, model_entry&, std::int64_t) {}
-  template <class M> static bool may_evict(const M& m, const model_entry& e) {
+  template <class M>
+  static void on_insert(M& m, model_entry& e) {
+    e.order = m.tick();
+  }
+  template <class M>
+  static void on_access(M&, model_entry&) {}
+  template <class M>
+  static void on_update(M&, model_entry&, std::int64_t) {}
+  template <class M>
+  static bool may_evict(const M& m, const model_entry& e) {
     return lru_rules::may_evict(m, e);
   }
 };
 
 // LFU: frequency 1 on insert, +1 per hit or update up to 255 (at 255 only recency refreshes); the
-// victim is the least recently bucketed entry of the lowest frequency. Every 10 x capacity inserts +
-// hits all frequencies halve (1 stays 1); entries that land in one frequency rank by old frequency,
-// then by their old order.
+// victim is the least recently bucketed entry of the lowest frequency. Every 10 x capacity inserts
+// + hits all frequencies halve (1 stays 1); entries that land in one frequency rank by old
+// frequency, then by their old order.
 struct lfu_rules {
   static constexpr bool k_never_evicts = false;
-  template <class M> static void tick_ops(M& m) {
+  template <class M>
+  static void tick_ops(M& m) {
     if (++m.ops < 10 * m.capacity()) return;
     m.ops = 0;
     for (std::uint32_t f = 2; f <= 255; ++f) {
       std::vector<model_entry*> at_f;
-      for (auto& o : m.entries()) if (o.freq == f) at_f.push_back(&o);
+      for (auto& o : m.entries())
+        if (o.freq == f) at_f.push_back(&o);
       std::sort(at_f.begin(), at_f.end(), [](auto* a, auto* b) { return a->order < b->order; });
       for (auto* o : at_f) {
         o->freq = f / 2;
@@ -239,18 +266,24 @@ struct lfu_rules {
       }
     }
   }
-  template <class M> static void on_insert(M& m, model_entry& e) {
+  template <class M>
+  static void on_insert(M& m, model_entry& e) {
     e.freq = 1;
     e.order = m.tick();
     tick_ops(m);
   }
-  template <class M> static void on_access(M& m, model_entry& e) {
+  template <class M>
+  static void on_access(M& m, model_entry& e) {
     if (e.freq < 255) ++e.freq;
     e.order = m.tick();
     tick_ops(m);
   }
-  template <class M> static void on_update(M& m, model_entry& e, std::int64_t) { on_access(m, e); }
-  template <class M> static bool may_evict(const M& m, const model_entry& e) {
+  template <class M>
+  static void on_update(M& m, model_entry& e, std::int64_t) {
+    on_access(m, e);
+  }
+  template <class M>
+  static bool may_evict(const M& m, const model_entry& e) {
     for (auto& o : m.entries()) {
       if (o.freq < e.freq || (o.freq == e.freq && o.order < e.order)) return false;
     }
@@ -258,16 +291,22 @@ struct lfu_rules {
   }
 };
 
-// TTL: entries with a deadline first, earliest first (ties: any); then entries without, oldest first.
-// An update keeps a no-TTL entry's place; dropping the TTL makes it the newest no-TTL entry.
+// TTL: entries with a deadline first, earliest first (ties: any); then entries without, oldest
+// first. An update keeps a no-TTL entry's place; dropping the TTL makes it the newest no-TTL entry.
 struct ttl_rules {
   static constexpr bool k_never_evicts = false;
-  template <class M> static void on_insert(M& m, model_entry& e) { e.order = m.tick(); }
-  template <class M> static void on_access(M&, model_entry&) {}
-  template <class M> static void on_update(M& m, model_entry& e, std::int64_t old_deadline) {
+  template <class M>
+  static void on_insert(M& m, model_entry& e) {
+    e.order = m.tick();
+  }
+  template <class M>
+  static void on_access(M&, model_entry&) {}
+  template <class M>
+  static void on_update(M& m, model_entry& e, std::int64_t old_deadline) {
     if (old_deadline != k_never && e.deadline == k_never) e.order = m.tick();
   }
-  template <class M> static bool may_evict(const M& m, const model_entry& e) {
+  template <class M>
+  static bool may_evict(const M& m, const model_entry& e) {
     for (auto& o : m.entries()) {
       if (o.deadline < e.deadline) return false;
       if (e.deadline == k_never && o.deadline == k_never && o.order < e.order) return false;
@@ -278,15 +317,24 @@ struct ttl_rules {
 
 struct random_rules {
   static constexpr bool k_never_evicts = false;
-  template <class M> static void on_insert(M&, model_entry&) {}
-  template <class M> static void on_access(M&, model_entry&) {}
-  template <class M> static void on_update(M&, model_entry&, std::int64_t) {}
-  template <class M> static bool may_evict(const M&, const model_entry&) { return true; }
+  template <class M>
+  static void on_insert(M&, model_entry&) {}
+  template <class M>
+  static void on_access(M&, model_entry&) {}
+  template <class M>
+  static void on_update(M&, model_entry&, std::int64_t) {}
+  template <class M>
+  static bool may_evict(const M&, const model_entry&) {
+    return true;
+  }
 };
 
 struct no_eviction_rules : random_rules {
   static constexpr bool k_never_evicts = true;
-  template <class M> static bool may_evict(const M&, const model_entry&) { return false; }
+  template <class M>
+  static bool may_evict(const M&, const model_entry&) {
+    return false;
+  }
 };
 
 }  // namespace cachet_test

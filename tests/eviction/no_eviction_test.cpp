@@ -9,7 +9,8 @@ using namespace cachet_test;
 TEST_CASE("no_eviction: a full store refuses new keys and evicts nothing", "[no_eviction]") {
   cachet::manual_clock clock;
   recorder<int, int> rec;
-  int_store<cachet::no_eviction> s({.max_entries = 2, .shards = 1, .on_removal = rec.listener()}, clock);
+  int_store<cachet::no_eviction> s({.max_entries = 2, .shards = 1, .on_removal = rec.listener()},
+                                   clock);
   REQUIRE(s.put(1, 1) == put_result::inserted);
   REQUIRE(s.put(2, 2, std::chrono::seconds(1)) == put_result::inserted);
   REQUIRE(s.put(3, 3) == put_result::rejected_full);

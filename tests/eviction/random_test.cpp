@@ -1,5 +1,4 @@
 #include <cachet/eviction/random.hpp>
-
 #include <map>
 
 #include "model.hpp"
@@ -12,7 +11,8 @@ TEST_CASE("random: victims are uniform over the shard's entries", "[random]") {
   // erases the newcomer. Over 32000 rounds each resident should be picked ~2000 times.
   cachet::manual_clock clock;
   recorder<int, int> rec;
-  int_store<cachet::random> s({.max_entries = 16, .shards = 1, .on_removal = rec.listener()}, clock);
+  int_store<cachet::random> s({.max_entries = 16, .shards = 1, .on_removal = rec.listener()},
+                              clock);
   for (int k = 0; k < 16; ++k) s.put(k, k);
   std::map<int, int> picked;
   for (int round = 0; round < 32000; ++round) {
@@ -40,7 +40,8 @@ TEST_CASE("random: two stores with the same configuration evict the same sequenc
   auto run = [] {
     cachet::manual_clock clock;
     recorder<int, int> rec;
-    int_store<cachet::random> s({.max_entries = 8, .shards = 1, .on_removal = rec.listener()}, clock);
+    int_store<cachet::random> s({.max_entries = 8, .shards = 1, .on_removal = rec.listener()},
+                                clock);
     for (int k = 0; k < 100; ++k) s.put(k, k);
     return rec.take_keys(removal_cause::evicted);
   };

@@ -10,9 +10,9 @@ TEST_CASE("ttl: evicts the soonest deadline first, then no-TTL entries oldest fi
   cachet::manual_clock clock;
   recorder<int, int> rec;
   int_store<cachet::ttl> s({.max_entries = 4, .shards = 1, .on_removal = rec.listener()}, clock);
-  s.put(1, 1);               // no TTL
+  s.put(1, 1);  // no TTL
   s.put(2, 2, seconds(30));
-  s.put(3, 3);               // no TTL
+  s.put(3, 3);  // no TTL
   s.put(4, 4, seconds(10));
   s.put(5, 5);  // evicts 4 (deadline 10)
   s.put(6, 6);  // evicts 2 (deadline 30)
@@ -66,7 +66,11 @@ TEST_CASE("ttl: matches the reference model", "[ttl][model]") {
 TEST_CASE("ttl: matches the reference model on a read-heavy workload", "[ttl][model]") {
   // 99% gets, each miss filled, on a key space barely larger than the cache: long runs of hits
   // between evictions, so buffered hit bookkeeping (lru, lfu) fills and drains on its own.
-  run_model<cachet::ttl, ttl_rules>(
-      {.keys = 202, .capacity = 200, .ops = 60000, .hot_fraction = 0.3, .get_percent = 99,
-       .fill_on_miss = true, .seed = 11});
+  run_model<cachet::ttl, ttl_rules>({.keys = 202,
+                                     .capacity = 200,
+                                     .ops = 60000,
+                                     .hot_fraction = 0.3,
+                                     .get_percent = 99,
+                                     .fill_on_miss = true,
+                                     .seed = 11});
 }

@@ -1,16 +1,17 @@
 // cachet/detail/slab.hpp — per-shard node storage addressed by 32-bit indices.
 //
 // IMPLEMENTATION DETAILS
-// Every entry of a shard lives in one `node` inside the shard's slab. Nodes never move, so the shard's
-// hash table stores only a 4-byte index per slot and eviction policies link nodes with 4-byte indices
-// (an LRU list costs 8 bytes per entry instead of 16 for pointers). This is what keeps the store under
-// 48 bytes of overhead per entry with a TTL and a weight on (see bench/RESULTS.md).
+// Every entry of a shard lives in one `node` inside the shard's slab. Nodes never move, so the
+// shard's hash table stores only a 4-byte index per slot and eviction policies link nodes with
+// 4-byte indices (an LRU list costs 8 bytes per entry instead of 16 for pointers). This is what
+// keeps the store under 48 bytes of overhead per entry with a TTL and a weight on (see
+// bench/RESULTS.md).
 //
-// The slab is a list of chunks whose sizes double (16, 32, 64, ...), so index -> (chunk, offset) is two
-// shifts and no chunk is ever reallocated; when the shard's entry bound is known the last chunk is cut
-// to fit it, so a full shard wastes no slots. Freed nodes form a LIFO free list threaded through their
-// `hash` field; a free node has deadline == k_free. Slots [0, high_water) have been handed out at least
-// once; the expiry sweep and for_each walk that range.
+// The slab is a list of chunks whose sizes double (16, 32, 64, ...), so index -> (chunk, offset) is
+// two shifts and no chunk is ever reallocated; when the shard's entry bound is known the last chunk
+// is cut to fit it, so a full shard wastes no slots. Freed nodes form a LIFO free list threaded
+// through their `hash` field; a free node has deadline == k_free. Slots [0, high_water) have been
+// handed out at least once; the expiry sweep and for_each walk that range.
 //
 // `key` and `value` are alive exactly while the node is in use; the metadata is always alive.
 #pragma once
@@ -86,9 +87,7 @@ class slab {
     const int c = std::bit_width(j) - 1 - k_first_log2;
     return chunks_[c][j - (k_first << c)];
   }
-  const node_type& operator[](index_t i) const noexcept {
-    return const_cast<slab&>(*this)[i];
-  }
+  const node_type& operator[](index_t i) const noexcept { return const_cast<slab&>(*this)[i]; }
 
   // Policies reach an entry's metadata through these (see eviction.hpp).
   Hook& hook(index_t i) noexcept { return (*this)[i].hook; }
@@ -97,7 +96,8 @@ class slab {
   // A hint that node i's metadata will be written soon.
   void prefetch(index_t i) const noexcept { __builtin_prefetch(&(*this)[i], 1, 3); }
 
-  // A free slot, its metadata reset except `stamp`. Throws std::bad_alloc when a chunk cannot be had.
+  // A free slot, its metadata reset except `stamp`. Throws std::bad_alloc when a chunk cannot be
+  // had.
   index_t allocate() {
     if (free_head_ != npos) {
       const index_t i = free_head_;
@@ -125,8 +125,8 @@ class slab {
   static constexpr int k_max_chunks = 33;
 
   void grow() {
-    const int c = static_cast<int>(std::bit_width(std::uint64_t{allocated_} + k_first) - 1) -
-                  k_first_log2;
+    const int c =
+        static_cast<int>(std::bit_width(std::uint64_t{allocated_} + k_first) - 1) - k_first_log2;
     std::size_t n = static_cast<std::size_t>(k_first << c);
     if (bound_ != 0) {
       // A chunk cut to the bound is the last one: an index past it would land outside it.
@@ -170,7 +170,10 @@ class index_list {
     link& l = n.hook(i).ln;
     l.prev = npos;
     l.next = head_;
-    if (head_ != npos) n.hook(head_).ln.prev = i; else tail_ = i;
+    if (head_ != npos)
+      n.hook(head_).ln.prev = i;
+    else
+      tail_ = i;
     head_ = i;
     ++size_;
   }
@@ -179,15 +182,24 @@ class index_list {
     link& l = n.hook(i).ln;
     l.next = npos;
     l.prev = tail_;
-    if (tail_ != npos) n.hook(tail_).ln.next = i; else head_ = i;
+    if (tail_ != npos)
+      n.hook(tail_).ln.next = i;
+    else
+      head_ = i;
     tail_ = i;
     ++size_;
   }
   template <class Nodes>
   void remove(Nodes& n, index_t i) noexcept {
     link& l = n.hook(i).ln;
-    if (l.prev != npos) n.hook(l.prev).ln.next = l.next; else head_ = l.next;
-    if (l.next != npos) n.hook(l.next).ln.prev = l.prev; else tail_ = l.prev;
+    if (l.prev != npos)
+      n.hook(l.prev).ln.next = l.next;
+    else
+      head_ = l.next;
+    if (l.next != npos)
+      n.hook(l.next).ln.prev = l.prev;
+    else
+      tail_ = l.prev;
     --size_;
   }
   template <class Nodes>

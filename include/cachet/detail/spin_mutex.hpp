@@ -1,12 +1,13 @@
 // cachet/detail/spin_mutex.hpp — the per-shard lock.
 //
 // IMPLEMENTATION DETAILS
-// A shard's critical sections are short (one hash probe, a few pointer writes, a value copy), so a lock
-// that spins briefly beats std::mutex, whose contended path parks the thread in the kernel at once;
-// and it beats reader/writer locks, whose shared acquisition still writes one cache line per read and
-// bounces it between cores. But a pure spinlock burns a core when the holder is descheduled, so after a
-// bounded spin this lock sleeps on the atomic (C++20 wait/notify, a futex on Linux), as in Drepper's
-// "Futexes Are Tricky" mutex #2: state 0 = free, 1 = held, 2 = held and someone may be sleeping.
+// A shard's critical sections are short (one hash probe, a few pointer writes, a value copy), so a
+// lock that spins briefly beats std::mutex, whose contended path parks the thread in the kernel at
+// once; and it beats reader/writer locks, whose shared acquisition still writes one cache line per
+// read and bounces it between cores. But a pure spinlock burns a core when the holder is
+// descheduled, so after a bounded spin this lock sleeps on the atomic (C++20 wait/notify, a futex
+// on Linux), as in Drepper's "Futexes Are Tricky" mutex #2: state 0 = free, 1 = held, 2 = held and
+// someone may be sleeping.
 #pragma once
 
 #include <atomic>
@@ -59,15 +60,16 @@ class spin_mutex {
       if (s == 2) break;  // others already sleep: queue behind them
     }
     // Mark "held, maybe waiters" and sleep until the holder's unlock wakes us.
-    while (state_.exchange(2, std::memory_order_acquire) != 0) state_.wait(2, std::memory_order_relaxed);
+    while (state_.exchange(2, std::memory_order_acquire) != 0)
+      state_.wait(2, std::memory_order_relaxed);
   }
 
   static constexpr int k_spins = 128;
   std::atomic<std::uint32_t> state_{0};
 };
 
-// A statistics counter written only under its shard's lock and read from anywhere: a relaxed load and
-// store (no locked instruction), exact because writers are serialised by the lock.
+// A statistics counter written only under its shard's lock and read from anywhere: a relaxed load
+// and store (no locked instruction), exact because writers are serialised by the lock.
 class locked_counter {
  public:
   void add(std::uint64_t n = 1) noexcept {

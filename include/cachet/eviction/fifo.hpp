@@ -1,11 +1,12 @@
 // cachet/eviction/fifo.hpp — first in, first out.
 //
 // Purpose: evicts the entry inserted longest ago. Hits and updates do not change the order (an
-// update keeps the entry's place). Cheapest policy on the hit path — nothing is written — and a fine
-// choice when entries have similar value or a TTL does the real work.
+// update keeps the entry's place). Cheapest policy on the hit path — nothing is written — and a
+// fine choice when entries have similar value or a TTL does the real work.
 //
 // Thread safety: used only under the shard lock (see eviction.hpp). Memory: 8 bytes per entry.
-// Example: cachet::sharded_store<std::uint64_t, std::string, cachet::fifo> s({.max_entries = 1000});
+// Example: cachet::sharded_store<std::uint64_t, std::string, cachet::fifo> s({.max_entries =
+// 1000});
 #pragma once
 
 #include "cachet/eviction.hpp"

@@ -1,20 +1,21 @@
 // cachet/eviction/lfu.hpp — least frequently used, with aging.
 //
-// Purpose: evicts the entry with the fewest accesses, so a popular entry survives a burst of one-off
-// keys that would flush LRU. Good for skewed, stable popularity (catalogues, configuration); slow to
-// adapt when popularity shifts, which aging bounds.
+// Purpose: evicts the entry with the fewest accesses, so a popular entry survives a burst of
+// one-off keys that would flush LRU. Good for skewed, stable popularity (catalogues,
+// configuration); slow to adapt when popularity shifts, which aging bounds.
 //
-// Order: an insert starts at frequency 1; each hit or update adds 1, saturating at 255. The victim is
-// the least recently used entry among those with the lowest frequency (ties break by recency).
-// Aging: after every 10 x capacity inserts + hits in a shard (the sample period TinyLFU uses), every
-// frequency is halved (1 stays 1), so an entry that was hot long ago cannot pin its place forever
-// ("old-frequency pollution"). After halving, entries that merge into one frequency keep recency order
-// within their old frequency, higher old frequencies ranking as more recent.
+// Order: an insert starts at frequency 1; each hit or update adds 1, saturating at 255. The victim
+// is the least recently used entry among those with the lowest frequency (ties break by recency).
+// Aging: after every 10 x capacity inserts + hits in a shard (the sample period TinyLFU uses),
+// every frequency is halved (1 stays 1), so an entry that was hot long ago cannot pin its place
+// forever
+// ("old-frequency pollution"). After halving, entries that merge into one frequency keep recency
+// order within their old frequency, higher old frequencies ranking as more recent.
 //
 // IMPLEMENTATION DETAILS: O(1) frequency buckets (Shah, Mitra, Matani, "An O(1) algorithm for
-// implementing the LFU cache eviction scheme", 2010): one index-linked list per frequency 1..255 and a
-// 256-bit map of the non-empty ones, so the victim is found with four find-first-set instructions at
-// most. Aging walks every entry once per period: amortised O(1/10) per access.
+// implementing the LFU cache eviction scheme", 2010): one index-linked list per frequency 1..255
+// and a 256-bit map of the non-empty ones, so the victim is found with four find-first-set
+// instructions at most. Aging walks every entry once per period: amortised O(1/10) per access.
 //
 // Hit cost: a hit appends the entry's index to a 64-slot per-shard buffer; the buffer is applied in
 // order, with prefetching, when it fills and before anything that depends on the frequencies (an
@@ -71,7 +72,8 @@ struct lfu {
       drain();
       for (std::size_t w = 0; w < nonempty_.size(); ++w) {
         if (nonempty_[w] != 0) {
-          const std::uint32_t f = static_cast<std::uint32_t>(w * 64 + std::countr_zero(nonempty_[w]));
+          const std::uint32_t f =
+              static_cast<std::uint32_t>(w * 64 + std::countr_zero(nonempty_[w]));
           return buckets_[f].tail();
         }
       }

@@ -1,17 +1,18 @@
 // cachet/eviction/lru.hpp — least recently used.
 //
-// Purpose: evicts the entry of the shard that was read or written longest ago. The safe default when
-// recency predicts reuse (sessions, user profiles); weak against one-off scans, which flush it.
+// Purpose: evicts the entry of the shard that was read or written longest ago. The safe default
+// when recency predicts reuse (sessions, user profiles); weak against one-off scans, which flush
+// it.
 //
 // Order: a hit (get) and an update (put over an existing key) make the entry the most recent; an
 // insert is the most recent. Exact per shard: with one shard this is textbook LRU.
 //
-// Hit cost: a hit only appends the entry's index to a 64-slot per-shard buffer (under the shard lock
-// the lookup already holds). The buffer is applied in one pass when it fills, and before anything
-// that depends on the order (an insert, update, removal or victim choice), so the order the policy
-// acts on is exactly LRU. Applying a batch walks it newest first and moves each entry once however
-// often it appears (hot keys repeat within a batch), prefetching ahead; relinking on every hit instead
-// touches three list nodes per hit (see bench/RESULTS.md for the difference).
+// Hit cost: a hit only appends the entry's index to a 64-slot per-shard buffer (under the shard
+// lock the lookup already holds). The buffer is applied in one pass when it fills, and before
+// anything that depends on the order (an insert, update, removal or victim choice), so the order
+// the policy acts on is exactly LRU. Applying a batch walks it newest first and moves each entry
+// once however often it appears (hot keys repeat within a batch), prefetching ahead; relinking on
+// every hit instead touches three list nodes per hit (see bench/RESULTS.md for the difference).
 //
 // Thread safety: used only under the shard lock (see eviction.hpp). Memory: 12 bytes per entry.
 // Example: cachet::sharded_store<std::string, std::string, cachet::lru> s({.max_entries = 1000});

@@ -1,8 +1,8 @@
 // cachet/eviction/no_eviction.hpp — never evict (Redis `noeviction`).
 //
 // Purpose: for a store that must never drop an entry silently. When a shard is full, put() of a new
-// key returns put_result::rejected_full and changes nothing; replacing the value of a present key still
-// works. Expired entries are still reclaimed, which frees room.
+// key returns put_result::rejected_full and changes nothing; replacing the value of a present key
+// still works. Expired entries are still reclaimed, which frees room.
 //
 // Thread safety: stateless. Memory: 0 bytes per entry.
 // Example:

@@ -1,13 +1,13 @@
 // cachet/eviction/random.hpp — uniformly random victim (Redis `allkeys-random`).
 //
-// Purpose: evicts an entry of the shard chosen uniformly at random in O(1). No history to pollute, no
-// pathological pattern (a loop one entry larger than the cache defeats LRU and FIFO completely; random
-// keeps a fraction). The hit path writes nothing.
+// Purpose: evicts an entry of the shard chosen uniformly at random in O(1). No history to pollute,
+// no pathological pattern (a loop one entry larger than the cache defeats LRU and FIFO completely;
+// random keeps a fraction). The hit path writes nothing.
 //
 // IMPLEMENTATION DETAILS: the shard keeps a dense array of its entries' indices; each entry's hook
 // stores its position, and removal swaps the last element into the hole. The victim is
-// array[bounded(rng)] with a xorshift64* generator seeded per shard from policy_init::seed (fixed per
-// store, so a run is reproducible) and Lemire's multiply-shift reduction.
+// array[bounded(rng)] with a xorshift64* generator seeded per shard from policy_init::seed (fixed
+// per store, so a run is reproducible) and Lemire's multiply-shift reduction.
 //
 // Thread safety: used only under the shard lock. Memory: 8 bytes per entry (4 in the hook, 4 in the
 // array). Example: cachet::sharded_store<int, int, cachet::random> s({.max_entries = 1000});

@@ -1,20 +1,21 @@
 // cachet/eviction/ttl.hpp — evict the entry closest to expiry (Redis `volatile-ttl`, extended).
 //
-// Purpose: when deadlines encode how long data stays useful, drop first what would be dropped soonest
-// anyway. Also reclaims expired entries first: an expired entry is always the earliest deadline.
+// Purpose: when deadlines encode how long data stays useful, drop first what would be dropped
+// soonest anyway. Also reclaims expired entries first: an expired entry is always the earliest
+// deadline.
 //
 // Order: entries with a deadline go first, earliest deadline first (equal deadlines: unspecified,
 // deterministic order). Entries without a TTL go after every entry with one, oldest insert first
-// (FIFO; an update keeps the place). An update that changes the deadline re-positions the entry, and
-// one that adds or removes the TTL moves it between the two groups. Hits change nothing.
+// (FIFO; an update keeps the place). An update that changes the deadline re-positions the entry,
+// and one that adds or removes the TTL moves it between the two groups. Hits change nothing.
 //
 // IMPLEMENTATION DETAILS: a binary min-heap of node indices keyed by the node's deadline holds the
-// entries with a TTL; each hook stores the entry's heap position (ln.prev) with ln.next = k_in_heap.
-// Entries without a TTL sit in an index-linked FIFO list through the same two words. Insert, update and
-// removal are O(log n) in the heap, O(1) in the list; victim() is O(1).
+// entries with a TTL; each hook stores the entry's heap position (ln.prev) with ln.next =
+// k_in_heap. Entries without a TTL sit in an index-linked FIFO list through the same two words.
+// Insert, update and removal are O(log n) in the heap, O(1) in the list; victim() is O(1).
 //
-// Thread safety: used only under the shard lock. Memory: 12 bytes per entry (8 in the hook, 4 in the
-// heap). Example: cachet::sharded_store<int, int, cachet::ttl> s({.max_entries = 1000});
+// Thread safety: used only under the shard lock. Memory: 12 bytes per entry (8 in the hook, 4 in
+// the heap). Example: cachet::sharded_store<int, int, cachet::ttl> s({.max_entries = 1000});
 #pragma once
 
 #include <cstdint>
