@@ -42,6 +42,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <limits>
 #include <mutex>
@@ -175,9 +176,10 @@ class sharded_store {
       expire_and_unlock(s, it, i, lock);
       return std::nullopt;
     }
+    std::optional<V> result(n.value);  // copy first: if it throws, nothing has changed
     if constexpr (!policy_type::access_is_noop) s.policy.on_access(i);
     s.hits.add();
-    return std::optional<V>(n.value);
+    return result;
   }
 
   // True if `key` maps to a live entry. Does not count as a hit or miss and does not touch the
@@ -248,8 +250,11 @@ class sharded_store {
   }
 
   // Removes every entry; each is reported to the listener as `cleared` (after its shard's lock is
-  // released). Shards are cleared one after another: entries put concurrently may survive.
+  // released). Shards are cleared one after another: entries put concurrently may survive. If the
+  // listener throws, every shard is still cleared, later listener calls are skipped, and the first
+  // exception is rethrown at the end.
   void clear() {
+    deferred_error err;
     for (std::size_t k = 0; k < shard_count_; ++k) {
       shard& s = shards_[k];
       slab_type old(0);
@@ -266,21 +271,28 @@ class sharded_store {
         ++s.epoch;
       }
       if (opts_.on_removal) {
-        for (detail::index_t i = 0; i < old.high_water(); ++i) {
-          const auto& n = old[i];
-          if (n.deadline != detail::k_free)
-            opts_.on_removal(n.key, n.value, removal_cause::cleared);
-        }
+        err.run([&] {
+          for (detail::index_t i = 0; i < old.high_water(); ++i) {
+            const auto& n = old[i];
+            if (n.deadline != detail::k_free) {
+              opts_.on_removal(n.key, n.value, removal_cause::cleared);
+            }
+          }
+        });
       }
     }  // `old` destroys the keys and values here, outside the lock
+    err.rethrow();
   }
 
   // Removes every live entry for which pred(key, value) is true; returns how many. The predicate
   // runs outside the shard locks on copies of the entries, taken 64 at a time; an entry whose value
   // was replaced after its copy was taken is left alone. Entries added concurrently may not be
-  // visited.
+  // visited. If pred throws, the exception propagates and what was erased stays erased. If the
+  // listener throws, erasing goes on, later listener calls are skipped, and the first exception is
+  // rethrown at the end.
   template <class Pred>
   std::size_t erase_if(Pred pred) {
+    deferred_error err;
     std::size_t erased = 0;
     std::vector<snapshot_entry> batch;
     std::vector<const snapshot_entry*> doomed;
@@ -306,11 +318,12 @@ class sharded_store {
               ++erased;
             }
           }
-          notify(out);
+          err.run([&] { notify(out); });
         }
         if (!more) break;
       }
     }
+    err.rethrow();
     return erased;
   }
 
@@ -331,8 +344,11 @@ class sharded_store {
   }
 
   // Reclaims every expired entry now (listener cause `expired`). Locks each shard in turn for a
-  // pass over its slab. Returns how many entries it reclaimed.
+  // pass over its slab. Returns how many entries it reclaimed. If the listener throws, every shard
+  // is still swept, later listener calls are skipped, and the first exception is rethrown at the
+  // end.
   std::size_t cleanup() {
+    deferred_error err;
     std::size_t reclaimed = 0;
     for (std::size_t k = 0; k < shard_count_; ++k) {
       shard& s = shards_[k];
@@ -341,8 +357,9 @@ class sharded_store {
         std::lock_guard<detail::spin_mutex> g(s.mu);
         if (s.ttl_entries != 0) reclaimed += sweep(s, s.nodes.high_water(), now(), out);
       }
-      notify(out);
+      err.run([&] { notify(out); });
     }
+    err.rethrow();
     return reclaimed;
   }
 
@@ -459,6 +476,8 @@ class sharded_store {
   };
 
   struct removed {
+    removed(K&& k, V&& v, removal_cause c) noexcept
+        : key(std::move(k)), value(std::move(v)), cause(c) {}
     K key;
     V value;
     removal_cause cause;
@@ -471,6 +490,27 @@ class sharded_store {
     std::uint32_t stamp;
     K key;
     V value;
+  };
+
+  // Keeps the first exception of a multi-shard operation's listener calls and skips the calls after
+  // it, so the operation can finish every shard before rethrowing.
+  class deferred_error {
+   public:
+    template <class F>
+    void run(F&& f) {
+      if (first_) return;
+      try {
+        f();
+      } catch (...) {
+        first_ = std::current_exception();
+      }
+    }
+    void rethrow() {
+      if (first_) std::rethrow_exception(first_);
+    }
+
+   private:
+    std::exception_ptr first_;
   };
 
   // ---- configuration
@@ -598,6 +638,8 @@ class sharded_store {
   put_result put_locked(shard& s, std::uint64_t h, std::uint32_t w, std::int64_t deadline, K& key,
                         V& value, removal_buffer& out) {
     const bool too_heavy = s.max_weight != 0 && w > s.max_weight;
+    bool superseded =
+        false;  // a present entry was dropped because the new value does not fit in it
     auto it = s.table.find(probe_key<K>{&key, low32(h)});
     if (it != s.table.end()) {
       const detail::index_t i = *it;
@@ -608,9 +650,10 @@ class sharded_store {
         // Does not fit in place: drop the old entry (never serve a value older than this write),
         // then insert anew below, evicting others if needed.
         remove_at(s, it, i, removal_cause::replaced, out);
+        superseded = true;
       } else {
         if (keep_removed())
-          out.push_back(removed{std::move(key), std::move(n.value), removal_cause::replaced});
+          out.emplace_back(std::move(key), std::move(n.value), removal_cause::replaced);
         n.value = std::move(value);
         set_deadline(s, n, deadline);
         s.weight.sub(n.weight);
@@ -622,22 +665,19 @@ class sharded_store {
         return put_result::replaced;
       }
     }
-    if (too_heavy) {
+    // A refused put over a present key still dropped that key's old entry: count it as removed.
+    auto reject = [&](put_result r) {
       s.rejections.add();
-      return put_result::rejected_too_heavy;
-    }
+      if (superseded) s.removals.add();
+      return r;
+    };
+    if (too_heavy) return reject(put_result::rejected_too_heavy);
     if (s.ttl_entries != 0) sweep(s, k_sweep_per_put, now(), out);
     while (needs_room(s, w)) {
       const detail::index_t v = s.policy.victim();
-      if (v == detail::npos) {
-        s.rejections.add();
-        return put_result::rejected_full;
-      }
+      if (v == detail::npos) return reject(put_result::rejected_full);
       if constexpr (k_has_admit) {
-        if (!s.policy.admit(low32(h), v)) {
-          s.rejections.add();
-          return put_result::rejected_by_policy;
-        }
+        if (!s.policy.admit(low32(h), v)) return reject(put_result::rejected_by_policy);
       }
       remove_at(s, find_index(s, v), v,
                 expired(s.nodes[v]) ? removal_cause::expired : removal_cause::evicted, out);
@@ -663,6 +703,10 @@ class sharded_store {
     s.policy.on_insert(i);
     s.size.add();
     s.weight.add(w);
+    if (superseded) {  // the key was present: to the caller and in the counts this is an update
+      s.updates.add();
+      return put_result::replaced;
+    }
     s.inserts.add();
     return put_result::inserted;
   }
@@ -692,12 +736,13 @@ class sharded_store {
     return s.table.find(probe_index{i, s.nodes[i].hash});
   }
 
-  // Removes node i (whose table slot is `it`) for `cause`. The key and value move into `out` first,
-  // so a std::bad_alloc from `out` leaves the entry untouched.
+  // Removes node i (whose table slot is `it`) for `cause`. The key and value move into `out` first;
+  // the record is built in place once `out` has room, so a std::bad_alloc from `out` leaves the
+  // entry untouched.
   void remove_at(shard& s, typename table_type::iterator it, detail::index_t i, removal_cause cause,
                  removal_buffer& out) {
     auto& n = s.nodes[i];
-    if (keep_removed()) out.push_back(removed{std::move(n.key), std::move(n.value), cause});
+    if (keep_removed()) out.emplace_back(std::move(n.key), std::move(n.value), cause);
     s.table.erase(it);
     s.policy.on_remove(i);
     switch (cause) {

@@ -26,7 +26,7 @@ struct cache_stats {
   std::uint64_t evictions = 0;   // entries removed by the eviction policy
   std::uint64_t expirations =
       0;  // expired entries reclaimed (on access, by the sweep or cleanup())
-  std::uint64_t explicit_removals = 0;  // entries removed by erase() / erase_if()
+  std::uint64_t explicit_removals = 0;  // erase(), erase_if(), or a refused put over the key
   std::uint64_t cleared = 0;            // entries removed by clear()
   std::uint64_t size = 0;               // entries now
   std::uint64_t weight = 0;             // total weight now (equals size when no weigher is set)
