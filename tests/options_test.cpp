@@ -288,7 +288,7 @@ TEST_CASE("options: the shard count bound is split so size() never exceeds max_e
   }
 }
 
-TEST_CASE("options: the default shard count is a power of two with at least 64 entries per shard",
+TEST_CASE("options: the default shard count is a power of two with at least 256 entries per shard",
           "[options]") {
   for (std::size_t max_entries :
        {std::size_t{1}, std::size_t{2}, std::size_t{63}, std::size_t{64}, std::size_t{127},
@@ -297,7 +297,7 @@ TEST_CASE("options: the default shard count is a power of two with at least 64 e
     int_store s({.max_entries = max_entries});
     INFO("max_entries " << max_entries << " shard_count " << s.shard_count());
     CHECK(std::has_single_bit(s.shard_count()));
-    CHECK(s.shard_count() <= std::max<std::size_t>(1, max_entries / 64));
+    CHECK(s.shard_count() <= std::max<std::size_t>(1, max_entries / 256));
     CHECK(s.shard_count() <= 1024);
     CHECK(s.options().shards == 0);
   }
@@ -306,7 +306,7 @@ TEST_CASE("options: the default shard count is a power of two with at least 64 e
     int_store s(with_weight(0, max_weight, 0));
     INFO("max_weight " << max_weight << " shard_count " << s.shard_count());
     CHECK(std::has_single_bit(s.shard_count()));
-    CHECK(s.shard_count() <= std::max<std::uint64_t>(1, max_weight / 64));
+    CHECK(s.shard_count() <= std::max<std::uint64_t>(1, max_weight / 256));
   }
 }
 

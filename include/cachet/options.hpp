@@ -116,10 +116,11 @@ struct store_options {
   // max_weight.
   std::function<std::uint32_t(const K&, const V&)> weigher{};
 
-  // Number of shards: a power of two in [1, 65536], 0 = automatic (4 per hardware thread, rounded
-  // up to a power of two, reduced so that each shard holds at least 64 entries). One shard gives
-  // the exact eviction order of the policy over the whole store; more shards give concurrency, and
-  // each shard runs the policy over its own share.
+  // Number of shards: a power of two in [1, 65536], 0 = automatic (32 per hardware thread, rounded
+  // up to a power of two, at most 1024, reduced so that each shard holds at least 256 entries).
+  // Many shards keep two cores from taking turns on one shard's lock line under skewed traffic
+  // (bench/RESULTS.md). One shard gives the exact eviction order of the policy over the whole
+  // store; more shards give concurrency, and each shard runs the policy over its own share.
   std::size_t shards = 0;
 
   // TTL used by put(key, value); zero = entries do not expire. Must not be negative.

@@ -562,9 +562,9 @@ class sharded_store {
 
   std::size_t default_shards() const noexcept {
     const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
-    std::size_t n = std::min<std::size_t>(std::bit_ceil(4 * hw), 1024);
+    std::size_t n = std::min<std::size_t>(std::bit_ceil(32 * hw), 1024);
     const std::uint64_t bound = opts_.max_entries != 0 ? opts_.max_entries : opts_.max_weight;
-    while (n > 1 && bound / n < 64) n /= 2;
+    while (n > 1 && bound / n < 256) n /= 2;
     return n;
   }
 
