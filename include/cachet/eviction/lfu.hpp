@@ -17,14 +17,16 @@
 // and a 256-bit map of the non-empty ones, so the victim is found with four find-first-set
 // instructions at most. Aging walks every entry once per period: amortised O(1/10) per access.
 //
-// Hit cost: a hit appends the entry's index to a 64-slot per-shard buffer; the buffer is applied in
-// order, with prefetching, when it fills and before anything that depends on the frequencies (an
-// insert, update, removal or victim choice), so the policy acts on exact LFU order.
+// Hit cost: a hit appends the entry's index to a 64-slot per-shard buffer. The buffer is applied
+// when it fills and before anything that depends on the frequencies (an insert, update, removal or
+// victim choice), with one bucket move per distinct entry (see drain()), so the policy acts on
+// exact LFU order while hot keys that repeat within a batch cost one relink, not one per hit.
 //
 // Thread safety: used only under the shard lock. Memory: 12 bytes per entry (links + frequency).
 // Example: cachet::sharded_store<std::string, int, cachet::lfu> s({.max_entries = 1000});
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstdint>
@@ -36,7 +38,9 @@ namespace cachet {
 struct lfu {
   struct hook {
     detail::link ln;
-    std::uint32_t freq = 0;
+    std::uint16_t freq = 0;
+    std::uint8_t batch_hits = 0;  // hits of this entry in the buffer being applied
+    std::uint8_t batch_left = 0;  // of those, not yet reached in the second pass
   };
 
   static constexpr std::uint32_t k_max_freq = 255;
@@ -93,14 +97,44 @@ struct lfu {
       bump(i);
       tick();
     }
-    // Applies buffered hits in the order they happened (frequencies and aging depend on it), with
-    // the nodes prefetched a few hits ahead.
+    // Applies buffered hits. Applied one by one, each hit moves its entry to the front of the next
+    // bucket, so the outcome is: every entry hit c times in the batch gains c (saturating) and sits at
+    // the front of its final bucket, entries ordered by their last hit. That is what the batched path
+    // produces with one move per distinct entry: a first pass counts each entry's hits, a second
+    // moves it at its last hit. Aging depends on the exact count of operations, so a batch that
+    // would reach the aging point is applied one hit at a time instead.
     void drain() noexcept {
-      for (std::uint32_t k = 0; k < pending_count_; ++k) {
+      const std::uint32_t n = pending_count_;
+      if (n == 0) return;
+      pending_count_ = 0;
+      if (ops_ + n >= period_) {
+        drain_one_by_one(n);
+        return;
+      }
+      for (std::uint32_t k = 0; k < n; ++k) {
+        auto& h = n_->hook(pending_[k]);
+        ++h.batch_hits;
+        ++h.batch_left;
+      }
+      for (std::uint32_t k = 0; k < n; ++k) {
+        const detail::index_t i = pending_[k];
+        auto& h = n_->hook(i);
+        if (--h.batch_left != 0) continue;  // not this entry's last hit in the batch
+        const std::uint32_t f = h.freq;
+        const std::uint32_t g = std::min<std::uint32_t>(f + h.batch_hits, k_max_freq);
+        h.batch_hits = 0;
+        unlink(i, f);
+        h.freq = static_cast<std::uint16_t>(g);
+        link(i, g);
+      }
+      ops_ += n;
+    }
+
+    void drain_one_by_one(std::uint32_t n) noexcept {
+      for (std::uint32_t k = 0; k < n; ++k) {
         if (k + 4 < pending_count_) n_->prefetch(pending_[k + 4]);
         apply(pending_[k]);
       }
-      pending_count_ = 0;
     }
 
     void link(detail::index_t i, std::uint32_t f) noexcept {
@@ -112,7 +146,7 @@ struct lfu {
       if (buckets_[f].empty()) nonempty_[f / 64] &= ~(std::uint64_t{1} << (f % 64));
     }
     void bump(detail::index_t i) noexcept {
-      std::uint32_t& f = n_->hook(i).freq;
+      std::uint16_t& f = n_->hook(i).freq;
       if (f >= k_max_freq) {
         buckets_[f].move_to_front(*n_, i);
         return;
@@ -131,7 +165,7 @@ struct lfu {
         if (buckets_[f].empty()) continue;
         const std::uint32_t g = f / 2;
         for (detail::index_t i = buckets_[f].head(); i != detail::npos; i = n_->hook(i).ln.next) {
-          n_->hook(i).freq = g;
+          n_->hook(i).freq = static_cast<std::uint16_t>(g);
         }
         buckets_[g].splice_front(*n_, buckets_[f]);
         nonempty_[f / 64] &= ~(std::uint64_t{1} << (f % 64));
