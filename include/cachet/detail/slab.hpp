@@ -38,17 +38,19 @@ inline constexpr std::int64_t k_free = std::numeric_limits<std::int64_t>::min();
 
 template <class K, class V, class Hook>
 struct node {
-  std::int64_t deadline = k_free;  // absolute ns; k_never = no expiry; k_free = slot unused
-  std::uint32_t hash = 0;          // low 32 bits of the key's hash; next free index when unused
-  std::uint32_t stamp = 0;         // incremented on every write to this slot
-  std::uint32_t weight = 0;
-  [[no_unique_address]] Hook hook{};
+  // Key, value and deadline first: a hit reads exactly these, and at a 48-byte node stride they
+  // then share one cache line three times out of four.
   union {
     K key;
   };
   union {
     V value;
   };
+  std::int64_t deadline = k_free;  // absolute ns; k_never = no expiry; k_free = slot unused
+  std::uint32_t hash = 0;          // low 32 bits of the key's hash; next free index when unused
+  std::uint32_t stamp = 0;         // incremented on every write to this slot
+  std::uint32_t weight = 0;
+  [[no_unique_address]] Hook hook{};
 
   node() noexcept {}
   ~node() {}
