@@ -208,15 +208,18 @@ using cachet_store = cachet::sharded_store<key_type, value_type, Policy>;
 template <class Policy>
 cache_kind<cachet_store<Policy>> cachet_kind(std::string name, std::string policy,
                                              std::chrono::nanoseconds ttl = {},
-                                             std::vector<workload> only = {}) {
+                                             std::vector<workload> only = {},
+                                             std::size_t shards = 0) {
   std::string label = "cachet::sharded_store<" + policy + "> max_entries=" +
-                      std::to_string(kCapacity) + " shards=auto";
+                      std::to_string(kCapacity) +
+                      " shards=" + (shards == 0 ? std::string("auto") : std::to_string(shards));
   if (ttl.count() != 0) label += " default_ttl=1h";
   return {std::move(name), std::move(label),
-          [ttl] {
+          [ttl, shards] {
             cachet::store_options<key_type, value_type> opts;
             opts.max_entries = kCapacity;
             opts.default_ttl = ttl;
+            opts.shards = shards;
             return std::make_unique<cachet_store<Policy>>(std::move(opts));
           },
           std::move(only)};
@@ -231,6 +234,10 @@ void register_all() {
   // TTL on but nothing expires: the cost of deadline checks on the read path.
   register_kind(cachet_kind<cachet::ttl>("cachet_ttl_ttlon", "ttl",
                                          std::chrono::hours(1), {workload::read100}));
+  // The old default of 8 shards (4 per hardware thread here), to show what the shard count does
+  // to contention on skewed keys.
+  register_kind(cachet_kind<cachet::fifo>("cachet_fifo_8shards", "fifo", {}, {workload::read100}, 8));
+  register_kind(cachet_kind<cachet::lru>("cachet_lru_8shards", "lru", {}, {workload::read100}, 8));
 
   using namespace cachet_bench;
   register_kind(cache_kind<mutex_lru<key_type, value_type>>{
@@ -249,7 +256,17 @@ void register_all() {
 
 }  // namespace
 
+// What one clock read costs: a hit on an entry with a TTL reads the store's clock.
+template <class Clock>
+void clock_now(benchmark::State& state) {
+  const Clock clock{};
+  for (auto _ : state) benchmark::DoNotOptimize(clock.now());
+  state.SetItemsProcessed(state.iterations());
+}
+
 int main(int argc, char** argv) {
+  benchmark::RegisterBenchmark("clock/steady_clock", clock_now<cachet::steady_clock>);
+  benchmark::RegisterBenchmark("clock/coarse_steady_clock", clock_now<cachet::coarse_steady_clock>);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   (void)keys();  // generate the key stream before anything is timed

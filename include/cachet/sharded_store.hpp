@@ -641,8 +641,8 @@ class sharded_store {
   put_result put_locked(shard& s, std::uint64_t h, std::uint32_t w, std::int64_t deadline, K& key,
                         V& value, removal_buffer& out) {
     const bool too_heavy = s.max_weight != 0 && w > s.max_weight;
-    bool superseded =
-        false;  // a present entry was dropped because the new value does not fit in it
+    // Set when a present entry is dropped because the new value does not fit in its place.
+    bool superseded = false;
     auto it = s.table.find(probe_key<K>{&key, low32(h)});
     if (it != s.table.end()) {
       const detail::index_t i = *it;

@@ -26,18 +26,5 @@ TEST_CASE("fifo: evicts in insertion order; hits and updates keep the place", "[
 }
 
 TEST_CASE("fifo: matches the reference model", "[fifo][model]") {
-  auto seed = GENERATE(1, 2, 3);
-  run_model<cachet::fifo, fifo_rules>({.seed = static_cast<std::uint64_t>(seed)});
-}
-
-TEST_CASE("fifo: matches the reference model on a read-heavy workload", "[fifo][model]") {
-  // 99% gets, each miss filled, on a key space barely larger than the cache: long runs of hits
-  // between evictions, so buffered hit bookkeeping (lru, lfu) fills and drains on its own.
-  run_model<cachet::fifo, fifo_rules>({.keys = 202,
-                                       .capacity = 200,
-                                       .ops = 60000,
-                                       .hot_fraction = 0.3,
-                                       .get_percent = 99,
-                                       .fill_on_miss = true,
-                                       .seed = 11});
+  run_standard_models<cachet::fifo, fifo_rules>();
 }

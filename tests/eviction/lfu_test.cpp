@@ -57,23 +57,10 @@ TEST_CASE("lfu: more hits than the hit buffer holds are all counted", "[lfu]") {
 }
 
 TEST_CASE("lfu: matches the reference model", "[lfu][model]") {
-  auto seed = GENERATE(1, 2, 3);
-  run_model<cachet::lfu, lfu_rules>({.seed = static_cast<std::uint64_t>(seed)});
+  run_standard_models<cachet::lfu, lfu_rules>();
 }
 
 TEST_CASE("lfu: matches the reference model with a hot key that saturates", "[lfu][model]") {
   run_model<cachet::lfu, lfu_rules>(
       {.keys = 80, .capacity = 64, .ops = 20000, .hot_fraction = 0.6, .seed = 7});
-}
-
-TEST_CASE("lfu: matches the reference model on a read-heavy workload", "[lfu][model]") {
-  // 99% gets, each miss filled, on a key space barely larger than the cache: long runs of hits
-  // between evictions, so buffered hit bookkeeping (lru, lfu) fills and drains on its own.
-  run_model<cachet::lfu, lfu_rules>({.keys = 202,
-                                     .capacity = 200,
-                                     .ops = 60000,
-                                     .hot_fraction = 0.3,
-                                     .get_percent = 99,
-                                     .fill_on_miss = true,
-                                     .seed = 11});
 }

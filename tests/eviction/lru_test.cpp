@@ -59,18 +59,5 @@ TEST_CASE("lru: more hits than the hit buffer holds are all applied", "[lru]") {
 }
 
 TEST_CASE("lru: matches the reference model", "[lru][model]") {
-  auto seed = GENERATE(1, 2, 3);
-  run_model<cachet::lru, lru_rules>({.seed = static_cast<std::uint64_t>(seed)});
-}
-
-TEST_CASE("lru: matches the reference model on a read-heavy workload", "[lru][model]") {
-  // 99% gets, each miss filled, on a key space barely larger than the cache: long runs of hits
-  // between evictions, so buffered hit bookkeeping (lru, lfu) fills and drains on its own.
-  run_model<cachet::lru, lru_rules>({.keys = 202,
-                                     .capacity = 200,
-                                     .ops = 60000,
-                                     .hot_fraction = 0.3,
-                                     .get_percent = 99,
-                                     .fill_on_miss = true,
-                                     .seed = 11});
+  run_standard_models<cachet::lru, lru_rules>();
 }

@@ -26,6 +26,5 @@ TEST_CASE("no_eviction: a full store refuses new keys and evicts nothing", "[no_
 }
 
 TEST_CASE("no_eviction: matches the reference model", "[no_eviction][model]") {
-  auto seed = GENERATE(1, 2, 3);
-  run_model<cachet::no_eviction, no_eviction_rules>({.seed = static_cast<std::uint64_t>(seed)});
+  run_standard_models<cachet::no_eviction, no_eviction_rules>();
 }

@@ -51,6 +51,5 @@ TEST_CASE("random: two stores with the same configuration evict the same sequenc
 }
 
 TEST_CASE("random: matches the reference model", "[random][model]") {
-  auto seed = GENERATE(1, 2, 3);
-  run_model<cachet::random, random_rules>({.seed = static_cast<std::uint64_t>(seed)});
+  run_standard_models<cachet::random, random_rules>();
 }
