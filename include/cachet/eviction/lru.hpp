@@ -11,8 +11,8 @@
 // lock the lookup already holds). The buffer is applied in one pass when it fills, and before
 // anything that depends on the order (an insert, update, removal or victim choice), so the order
 // the policy acts on is exactly LRU. Applying a batch walks it newest first and moves each entry
-// once however often it appears (hot keys repeat within a batch), prefetching ahead; relinking on
-// every hit instead touches three list nodes per hit (see bench/RESULTS.md for the difference).
+// once however often it appears (hot keys repeat within a batch), where relinking on every hit
+// would touch three list nodes per hit.
 //
 // Thread safety: used only under the shard lock (see eviction.hpp). Memory: 12 bytes per entry.
 // Example: cachet::sharded_store<std::string, std::string, cachet::lru> s({.max_entries = 1000});
