@@ -76,13 +76,13 @@ std::size_t read_through(Store& store, const cachet_bench::key_stream& keys, std
 }
 
 template <class Eviction>
-row run(const cachet_bench::key_stream& keys,
+row run(const std::vector<cachet_bench::key_stream>& streams,
         const cachet::store_options<std::uint64_t, std::string>& opts, double seconds) {
   cachet::sharded_store<std::uint64_t, std::string, Eviction> store(opts);
   std::uint64_t sink = 0;
 
   // Warm up single-threaded (two passes over the key space), then count only the steady state.
-  read_through(store, keys, 0, 2 * k_key_space, sink);
+  read_through(store, streams[0], 0, 2 * k_key_space, sink);
   const cachet::cache_stats before = store.stats();
 
   std::atomic<bool> go{false};
@@ -91,7 +91,11 @@ row run(const cachet_bench::key_stream& keys,
   std::vector<std::thread> workers;
   for (unsigned t = 0; t < k_threads; ++t) {
     workers.emplace_back([&, t] {
-      std::size_t pos = keys.offset_for(t, k_threads);
+      // Each thread is an independent client with its own stream. (Threads sharing one periodic
+      // stream at different offsets drift into reading each other's recent keys, which inflates
+      // the hit ratio.)
+      const cachet_bench::key_stream& keys = streams[t];
+      std::size_t pos = 0;
       std::uint64_t local_sink = 0;
       std::uint64_t done = 0;
       while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
@@ -156,7 +160,10 @@ int main(int argc, char** argv) {
     }
   }
 
-  const cachet_bench::key_stream keys(k_key_space, k_log2_stream, /*seed=*/0xCAC4E7ULL, k_zipf_s);
+  std::vector<cachet_bench::key_stream> keys;
+  for (unsigned t = 0; t < k_threads; ++t) {
+    keys.emplace_back(k_key_space, k_log2_stream, /*seed=*/0xCAC4E7ULL + t, k_zipf_s);
+  }
   const cachet::store_options<std::uint64_t, std::string> plain{.max_entries = k_capacity};
   cachet::store_options<std::uint64_t, std::string> expiring = plain;
   expiring.default_ttl = k_ttl;
