@@ -142,13 +142,7 @@ struct result {
 
 // Distinct keys, spread over the 64-bit space (a bijection of 0..n-1).
 key_type key_at(std::size_t i) {
-  std::uint64_t x = static_cast<std::uint64_t>(i) + 0x9e3779b97f4a7c15ULL;
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
+  return cachet::detail::mix64(static_cast<std::uint64_t>(i) + 0x9e3779b97f4a7c15ULL);
 }
 
 template <class MakeStore>

@@ -23,17 +23,12 @@
 #include <stdexcept>
 #include <vector>
 
+#include <cachet/hash.hpp>
+
 namespace cachet_bench {
 
-// Stafford's "mix13" finalizer (used by splitmix64). A bijection on 64 bits.
-constexpr std::uint64_t mix64(std::uint64_t x) noexcept {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
-}
+// splitmix64's finaliser, a bijection on 64 bits: the library's own (cachet/hash.hpp).
+using cachet::detail::mix64;
 
 // Small, fast, deterministic PRNG (splitmix64).
 class splitmix64 {
