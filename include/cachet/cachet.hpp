@@ -7,6 +7,9 @@
 //   cachet/hash.hpp           seeded xxh3 / integer mixing
 //   cachet/options.hpp        store_options, invalid_option, put_result, removal_cause
 //   cachet/stats.hpp          cache_stats
+//   cachet/single_flight.hpp  one load per key in flight (stampede guard)
+//   cachet/cache_aside.hpp    the cache-aside pattern, with single-flight loads
+//   cachet/source.hpp         Loader / Source concepts for the user's database
 // Thread safety and exception safety: see each header.
 //
 // Example:
@@ -16,6 +19,7 @@
 //   int v = s.get("answer").value_or(0);
 #pragma once
 
+#include "cachet/cache_aside.hpp"
 #include "cachet/clock.hpp"
 #include "cachet/eviction.hpp"
 #include "cachet/eviction/fifo.hpp"
@@ -28,4 +32,6 @@
 #include "cachet/hash.hpp"
 #include "cachet/options.hpp"
 #include "cachet/sharded_store.hpp"
+#include "cachet/single_flight.hpp"
+#include "cachet/source.hpp"
 #include "cachet/stats.hpp"
