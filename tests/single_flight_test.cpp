@@ -7,21 +7,11 @@
 #include <thread>
 #include <vector>
 
+#include "support.hpp"
+
 namespace {
 
-// Waits (yielding) until pred() holds and returns true, or returns false after a minute, so a
-// broken guard fails the test instead of hanging it. Only a deadlock guard: no assertion depends on
-// how long anything takes. Called from worker threads, so it asserts nothing itself (Catch2's
-// assertions are not thread-safe); callers record the outcome and the main thread checks it.
-template <class Pred>
-bool await(Pred pred) {
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= give_up) return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
+using cachet_test::await;
 
 constexpr int k_threads = 64;
 

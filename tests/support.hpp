@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cachet/cachet.hpp>
+#include <chrono>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -50,6 +52,20 @@ class recorder {
   };
   std::shared_ptr<state> log_;
 };
+
+// Waits (yielding) until pred() holds and returns true, or returns false after a minute, so a
+// broken guard fails the test instead of hanging it. Only a deadlock guard: no assertion depends on
+// how long anything takes. Called from worker threads, so it asserts nothing itself (Catch2's
+// assertions are not thread-safe); callers record the outcome and the main thread checks it.
+template <class Pred>
+bool await(Pred pred) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= give_up) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
 
 template <class P>
 using int_store = cachet::sharded_store<int, int, P, cachet::manual_clock>;
