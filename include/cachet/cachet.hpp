@@ -10,6 +10,8 @@
 //   cachet/single_flight.hpp  one load per key in flight (stampede guard)
 //   cachet/cache_aside.hpp    the cache-aside pattern, with single-flight loads
 //   cachet/source.hpp         Loader / Source concepts for the user's database
+//   cachet/read_through.hpp   the read-through pattern: single-flight, XFetch, negative caching
+//   cachet/xfetch.hpp         XFetch probabilistic early expiry
 // Thread safety and exception safety: see each header.
 //
 // Example:
@@ -31,7 +33,9 @@
 #include "cachet/fwd.hpp"
 #include "cachet/hash.hpp"
 #include "cachet/options.hpp"
+#include "cachet/read_through.hpp"
 #include "cachet/sharded_store.hpp"
 #include "cachet/single_flight.hpp"
 #include "cachet/source.hpp"
 #include "cachet/stats.hpp"
+#include "cachet/xfetch.hpp"

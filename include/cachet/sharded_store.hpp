@@ -119,6 +119,10 @@ class sharded_store {
   using key_equal = KeyEqual;
   using options_type = store_options<K, V>;
 
+  // The same store with another value type (the patterns wrap values with their own metadata).
+  template <class V2>
+  using rebind_value = sharded_store<K, V2, Eviction, Clock, Hash, KeyEqual>;
+
   // The type a lookup takes: any Q when Hash and KeyEqual are both transparent, else K.
   template <class Q>
   using key_arg = typename detail::key_arg_impl<k_transparent>::template type<Q, K>;

@@ -86,47 +86,32 @@ class single_flight {
   // something convertible to std::optional<V>.
   template <class F>
   std::optional<V> load(const K& key, F&& load) {
-    const std::uint64_t h = hash_(key);
-    shard& s = shards_[h % k_shards];
+    shard& s = shard_for(key);
     std::promise<std::optional<V>> promise;
-    std::shared_ptr<flight> f;
     bool leader = false;
-    {
-      std::lock_guard<std::mutex> g(s.mu);
-      auto [it, inserted] = s.flights.try_emplace(key);
-      if (inserted) {
-        try {
-          it->second = std::make_shared<flight>(promise.get_future().share());
-        } catch (...) {
-          s.flights.erase(it);
-          throw;
-        }
-        leader = true;
-      }
-      f = it->second;
-    }
+    const std::shared_ptr<flight> f = join_or_start(s, key, promise, leader);
     if (!leader) return follow(*f);
+    lead(s, key, f, promise, std::forward<F>(load));
+    return f->result.get();  // the value, or the load's exception rethrown
+  }
 
-    const auto start = std::chrono::steady_clock::now();
-    bool failed = false;
-    try {
-      promise.set_value(std::forward<F>(load)());
-    } catch (...) {
-      failed = true;
-      promise.set_exception(std::current_exception());
-    }
-    const auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                           std::chrono::steady_clock::now() - start)
-                           .count();
-    loads_.fetch_add(1, std::memory_order_relaxed);
-    if (failed) load_failures_.fetch_add(1, std::memory_order_relaxed);
-    load_nanos_.fetch_add(static_cast<std::uint64_t>(nanos), std::memory_order_relaxed);
+  // Runs `load` as the leader for `key` and returns true if no load of `key` is in flight; returns
+  // false at once, without waiting, if one is. For refresh-ahead: one refresh per key, and nobody
+  // waits for it. An exception from `load` reaches this caller (and any followers that joined).
+  template <class F>
+  bool try_lead(const K& key, F&& load) {
+    shard& s = shard_for(key);
     {
       std::lock_guard<std::mutex> g(s.mu);
-      auto it = s.flights.find(key);
-      if (it != s.flights.end() && it->second == f) s.flights.erase(it);
+      if (s.flights.contains(key)) return false;
     }
-    return f->result.get();  // the value, or the load's exception rethrown
+    std::promise<std::optional<V>> promise;
+    bool leader = false;
+    const std::shared_ptr<flight> f = join_or_start(s, key, promise, leader);
+    if (!leader) return false;  // another thread started one in between
+    lead(s, key, f, promise, std::forward<F>(load));
+    f->result.get();  // rethrows a failure
+    return true;
   }
 
   // Number of loads in flight now (weakly consistent).
@@ -157,6 +142,51 @@ class single_flight {
     mutable std::mutex mu;
     absl::flat_hash_map<K, std::shared_ptr<flight>, Hash, KeyEqual> flights;
   };
+
+  shard& shard_for(const K& key) {
+    return shards_[static_cast<std::size_t>(hash_(key)) % k_shards];
+  }
+
+  // The flight for `key`: an existing one, or a new one led by the caller (leader = true) whose
+  // result comes from `promise`.
+  std::shared_ptr<flight> join_or_start(shard& s, const K& key,
+                                        std::promise<std::optional<V>>& promise, bool& leader) {
+    std::lock_guard<std::mutex> g(s.mu);
+    auto [it, inserted] = s.flights.try_emplace(key);
+    if (inserted) {
+      try {
+        it->second = std::make_shared<flight>(promise.get_future().share());
+      } catch (...) {
+        s.flights.erase(it);
+        throw;
+      }
+      leader = true;
+    }
+    return it->second;
+  }
+
+  // Runs the leader's load with no lock held, publishes its result or exception, counts it, and
+  // retires the flight so the next caller loads afresh.
+  template <class F>
+  void lead(shard& s, const K& key, const std::shared_ptr<flight>& f,
+            std::promise<std::optional<V>>& promise, F&& load) {
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      promise.set_value(std::forward<F>(load)());
+    } catch (...) {
+      load_failures_.fetch_add(1, std::memory_order_relaxed);
+      promise.set_exception(std::current_exception());
+    }
+    loads_.fetch_add(1, std::memory_order_relaxed);
+    load_nanos_.fetch_add(
+        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                       std::chrono::steady_clock::now() - start)
+                                       .count()),
+        std::memory_order_relaxed);
+    std::lock_guard<std::mutex> g(s.mu);
+    auto it = s.flights.find(key);
+    if (it != s.flights.end() && it->second == f) s.flights.erase(it);
+  }
 
   std::optional<V> follow(flight& f) {
     if (f.leader == std::this_thread::get_id()) throw recursive_load_error();

@@ -1,0 +1,224 @@
+// cachet/read_through.hpp — the read-through pattern: the cache loads from the source on a miss.
+//
+// Purpose: callers ask the cache; the cache asks the user's Loader when it has nothing, caches the
+// answer for a TTL and serves it to everyone. Built in, the defences against what makes
+// read-through caches cause outages:
+//   - single-flight loads: N threads missing one key cause one load; a failed load reaches every
+//     waiter and caches nothing;
+//   - XFetch refresh-ahead (xfetch.hpp): shortly before an entry expires, one reader (chosen by
+//     chance, more likely the nearer the expiry and the slower the load) reloads it while every
+//     other reader keeps getting the current value, so a hot key never expires under load;
+//   - negative caching: "no such key" can be remembered for a short negative_ttl, so a flood of
+//     requests for missing keys does not reach the database (counted apart, as negative_hits);
+//   - TTL jitter, so entries loaded together do not expire together;
+//   - invalidate() for writers, with the same race guard as cache_aside: a load that read the old
+//     row cannot put it back after a concurrent invalidation.
+// Stale-while-revalidate, stale-if-error and bulk loads are not here yet.
+//
+// Thread safety: all members are thread-safe. The loader runs on a caller's thread with no cache
+// lock held; different keys load in parallel. A reader that wins the XFetch draw runs the refresh
+// itself (it pays the load's latency; nobody waits for it).
+//
+// Exception safety: get() rethrows the loader's exception to every caller waiting on that load and
+// caches nothing. A failing early refresh does not fail the read that ran it: the current value is
+// returned and refresh_failures is counted.
+//
+// Example:
+//   auto load_user = [&db](int id) { return db.find_user(id); };   // std::optional<User>
+//   cachet::read_through<cachet::sharded_store<int, User>, decltype(load_user)> users(
+//       {.max_entries = 100'000, .ttl = std::chrono::minutes(5), .negative_ttl =
+//       std::chrono::seconds(10)}, load_user);
+//   std::optional<User> u = users.get(42);
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "cachet/hash.hpp"
+#include "cachet/options.hpp"
+#include "cachet/single_flight.hpp"
+#include "cachet/source.hpp"
+#include "cachet/xfetch.hpp"
+
+namespace cachet {
+
+struct read_through_stats {
+  std::uint64_t hits = 0;             // served a cached value
+  std::uint64_t misses = 0;           // found nothing cached (and loaded, or waited for a load)
+  std::uint64_t negative_hits = 0;    // served a cached "absent"
+  std::uint64_t early_refreshes = 0;  // XFetch refreshes run before expiry
+  std::uint64_t refresh_failures =
+      0;                      // early refreshes whose load threw (the read still succeeded)
+  single_flight_stats loads;  // loads run, failed, coalesced; time spent loading
+};
+
+template <class Store, class Loader>
+class read_through {
+ public:
+  using key_type = typename Store::key_type;
+  using mapped_type = typename Store::mapped_type;
+  using clock_type = typename Store::clock_type;
+  static_assert(check_loader<Loader, key_type, mapped_type>());
+
+  struct options {
+    // Entry bound and shard count of the underlying store (see store_options).
+    std::size_t max_entries = 0;
+    std::size_t shards = 0;
+    // How long a loaded value is served: required, > 0.
+    std::chrono::nanoseconds ttl{0};
+    // Each TTL is shortened by a uniformly random part of up to this fraction, in [0, 1).
+    double ttl_jitter = 0.0;
+    // How long "absent" (the loader returned std::nullopt) is remembered; 0 = not at all.
+    std::chrono::nanoseconds negative_ttl{0};
+    // XFetch's beta, >= 0: 1 is the paper's optimum, larger refreshes earlier, 0 turns it off.
+    double xfetch_beta = 1.0;
+    // Seed of the random draws for XFetch and jitter; 0 = a per-process random seed.
+    std::uint64_t seed = 0;
+  };
+
+  read_through(options opts, Loader loader, clock_type clock = clock_type{})
+      : opts_(validated(opts)),
+        loader_(std::move(loader)),
+        clock_(clock),
+        store_(inner_options(opts_), clock),
+        rng_(opts_.seed != 0 ? opts_.seed : detail::process_seed()) {}
+
+  // The value for `key`: cached, or loaded (once across all threads) and cached. std::nullopt when
+  // the loader says the key does not exist (cached for negative_ttl). Rethrows a failed load.
+  std::optional<mapped_type> get(const key_type& key) {
+    if (std::optional<entry> e = store_.get(key)) {
+      if (!e->value) {
+        negative_hits_.fetch_add(1, std::memory_order_relaxed);
+        return std::nullopt;
+      }
+      hits_.fetch_add(1, std::memory_order_relaxed);
+      if (opts_.xfetch_beta > 0.0) maybe_refresh_early(key, *e);
+      return std::move(e->value);
+    }
+    misses_.fetch_add(1, std::memory_order_relaxed);
+    return flights_.load(key, [&] { return fill(key); });
+  }
+
+  // Call after the source's row for `key` changed: drops the cached entry, and any load of `key`
+  // in flight will not cache what it read. Returns whether an entry was cached.
+  bool invalidate(const key_type& key) {
+    generation(key).fetch_add(1, std::memory_order_seq_cst);
+    return store_.erase(key);
+  }
+
+  // Entries cached now, "absent" entries included.
+  std::size_t size() const noexcept { return store_.size(); }
+
+  read_through_stats stats() const noexcept {
+    return {hits_.load(std::memory_order_relaxed),
+            misses_.load(std::memory_order_relaxed),
+            negative_hits_.load(std::memory_order_relaxed),
+            early_refreshes_.load(std::memory_order_relaxed),
+            refresh_failures_.load(std::memory_order_relaxed),
+            flights_.stats()};
+  }
+
+ private:
+  // What the store holds per key: the value or "absent", when it stops being fresh, and how long
+  // the load that produced it took (XFetch's delta).
+  struct entry {
+    std::optional<mapped_type> value;
+    std::int64_t expiry_ns;
+    std::int64_t delta_ns;
+  };
+  using inner_store = typename Store::template rebind_value<entry>;
+
+  static options validated(options o) {
+    if (o.ttl <= std::chrono::nanoseconds::zero()) {
+      throw invalid_option("ttl", "must be positive: how long a loaded value is served");
+    }
+    if (o.negative_ttl < std::chrono::nanoseconds::zero()) {
+      throw invalid_option("negative_ttl", "is negative: must be >= 0 (0 = absence not cached)");
+    }
+    if (!(o.ttl_jitter >= 0.0 && o.ttl_jitter < 1.0)) {
+      throw invalid_option("ttl_jitter",
+                           "= " + std::to_string(o.ttl_jitter) + ": must be in [0, 1)");
+    }
+    if (!(o.xfetch_beta >= 0.0 && std::isfinite(o.xfetch_beta))) {
+      throw invalid_option("xfetch_beta",
+                           "= " + std::to_string(o.xfetch_beta) + ": must be finite and >= 0");
+    }
+    return o;
+  }
+
+  static store_options<key_type, entry> inner_options(const options& o) {
+    store_options<key_type, entry> s;
+    s.max_entries = o.max_entries;
+    s.shards = o.shards;
+    return s;  // the store validates max_entries and shards
+  }
+
+  // Uniform in (0, 1], from a shared counter run through a mixer: draws happen only near expiry
+  // and on fills, so the shared counter is off the common hit path.
+  double uniform() noexcept {
+    const std::uint64_t x = detail::mix64(rng_ + counter_.fetch_add(1, std::memory_order_relaxed));
+    return static_cast<double>((x >> 11) + 1) * 0x1.0p-53;
+  }
+
+  void maybe_refresh_early(const key_type& key, const entry& e) {
+    const std::int64_t gap = e.expiry_ns - clock_.now().count();
+    if (!xfetch::should_refresh(gap, e.delta_ns, opts_.xfetch_beta, [&] { return uniform(); })) {
+      return;
+    }
+    try {
+      if (flights_.try_lead(key, [&] { return fill(key); })) {
+        early_refreshes_.fetch_add(1, std::memory_order_relaxed);
+      }
+    } catch (...) {
+      refresh_failures_.fetch_add(1, std::memory_order_relaxed);  // the current value still serves
+    }
+  }
+
+  // Loads `key` and caches the outcome, unless an invalidate() raced with the load.
+  std::optional<mapped_type> fill(const key_type& key) {
+    std::atomic<std::uint64_t>& gen = generation(key);
+    const std::uint64_t before = gen.load(std::memory_order_seq_cst);
+    const std::int64_t t0 = clock_.now().count();
+    std::optional<mapped_type> v = load_from<key_type, mapped_type>(loader_, key);
+    const std::int64_t t1 = clock_.now().count();
+    std::chrono::nanoseconds ttl = v ? jittered(opts_.ttl) : opts_.negative_ttl;
+    if (ttl > std::chrono::nanoseconds::zero()) {
+      store_.put(key, entry{v, t1 + ttl.count(), t1 - t0}, ttl);
+      if (gen.load(std::memory_order_seq_cst) != before) store_.erase(key);
+    }
+    return v;
+  }
+
+  std::chrono::nanoseconds jittered(std::chrono::nanoseconds ttl) noexcept {
+    if (opts_.ttl_jitter <= 0.0) return ttl;
+    const auto cut = static_cast<std::int64_t>(static_cast<double>(ttl.count()) * opts_.ttl_jitter *
+                                               (1.0 - uniform()));
+    return std::max(ttl - std::chrono::nanoseconds(cut), std::chrono::nanoseconds(1));
+  }
+
+  static constexpr std::size_t k_generations = 4096;
+  std::atomic<std::uint64_t>& generation(const key_type& key) {
+    return generations_[static_cast<std::size_t>(hash_(key)) % k_generations];
+  }
+
+  options opts_;
+  Loader loader_;
+  clock_type clock_;
+  inner_store store_;
+  typename Store::hasher hash_{};
+  single_flight<key_type, mapped_type, typename Store::hasher, typename Store::key_equal> flights_;
+  std::array<std::atomic<std::uint64_t>, k_generations> generations_{};
+  std::uint64_t rng_;
+  std::atomic<std::uint64_t> counter_{0};
+  std::atomic<std::uint64_t> hits_{0}, misses_{0}, negative_hits_{0}, early_refreshes_{0},
+      refresh_failures_{0};
+};
+
+}  // namespace cachet
