@@ -12,6 +12,7 @@
 //   cachet/source.hpp         Loader / Source concepts for the user's database
 //   cachet/read_through.hpp   the read-through pattern: single-flight, XFetch, negative caching
 //   cachet/xfetch.hpp         XFetch probabilistic early expiry
+//   cachet/write_through.hpp  the write-through pattern (invalidate or update after the write)
 // Thread safety and exception safety: see each header.
 //
 // Example:
@@ -38,4 +39,5 @@
 #include "cachet/single_flight.hpp"
 #include "cachet/source.hpp"
 #include "cachet/stats.hpp"
+#include "cachet/write_through.hpp"
 #include "cachet/xfetch.hpp"
