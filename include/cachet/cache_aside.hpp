@@ -8,8 +8,7 @@
 //   - get_or_load() loads through single_flight: N threads missing one key cause one load;
 //   - a fill never outlives an invalidation that raced with it. A load that read the old row, then
 //     lost the race to a writer's invalidate(), would otherwise put the old value back and serve it
-//     until its TTL. invalidate() bumps a counter (one of 4096, by key hash) before erasing, and
-//     get_or_load() erases its own fill if that counter moved while it was loading.
+//     until its TTL (see detail/invalidation_guard.hpp for how this is prevented).
 //
 // Thread safety: all members are thread-safe; see the Store for what each may block on. The loader
 // runs on the calling thread with no lock held.
@@ -32,6 +31,7 @@
 #include <optional>
 #include <utility>
 
+#include "cachet/detail/invalidation_guard.hpp"
 #include "cachet/single_flight.hpp"
 #include "cachet/source.hpp"
 
@@ -63,7 +63,7 @@ class cache_aside {
   // Call after writing `key` to the database: erases the cached entry and makes any load of `key`
   // already in flight drop its fill. Returns whether an entry was erased.
   bool invalidate(const key_type& key) {
-    generation(key).fetch_add(1, std::memory_order_seq_cst);
+    guard_.invalidate(key);
     return store_.erase(key);
   }
 
@@ -75,14 +75,11 @@ class cache_aside {
     static_assert(check_loader<std::remove_cvref_t<Loader>, key_type, mapped_type>());
     if (auto v = store_.get(key)) return v;
     return flights_.load(key, [&]() -> std::optional<mapped_type> {
-      std::atomic<std::uint64_t>& gen = generation(key);
-      const std::uint64_t before = gen.load(std::memory_order_seq_cst);
+      const std::uint64_t token = guard_.begin(key);
       std::optional<mapped_type> v = load_from<key_type, mapped_type>(loader, key);
       if (v) {
         store_.put(key, *v);
-        // A writer bumps the generation before erasing. If it moved, the write may have landed
-        // before our put: drop the fill. If it did not, any later writer's erase follows our put.
-        if (gen.load(std::memory_order_seq_cst) != before) store_.erase(key);
+        if (guard_.raced(key, token)) store_.erase(key);  // a write landed meanwhile: drop the fill
       }
       return v;
     });
@@ -93,16 +90,9 @@ class cache_aside {
   single_flight_stats load_stats() const noexcept { return flights_.stats(); }
 
  private:
-  static constexpr std::size_t k_generations = 4096;
-
-  std::atomic<std::uint64_t>& generation(const key_type& key) {
-    return generations_[static_cast<std::size_t>(hash_(key)) % k_generations];
-  }
-
   Store store_;
-  typename Store::hasher hash_{};
   single_flight<key_type, mapped_type, typename Store::hasher, typename Store::key_equal> flights_;
-  std::array<std::atomic<std::uint64_t>, k_generations> generations_{};
+  detail::invalidation_guard<typename Store::hasher> guard_;
 };
 
 }  // namespace cachet

@@ -41,6 +41,7 @@
 #include <string>
 #include <utility>
 
+#include "cachet/detail/invalidation_guard.hpp"
 #include "cachet/hash.hpp"
 #include "cachet/options.hpp"
 #include "cachet/single_flight.hpp"
@@ -109,7 +110,7 @@ class read_through {
   // Call after the source's row for `key` changed: drops the cached entry, and any load of `key`
   // in flight will not cache what it read. Returns whether an entry was cached.
   bool invalidate(const key_type& key) {
-    generation(key).fetch_add(1, std::memory_order_seq_cst);
+    guard_.invalidate(key);
     return store_.erase(key);
   }
 
@@ -183,15 +184,14 @@ class read_through {
 
   // Loads `key` and caches the outcome, unless an invalidate() raced with the load.
   std::optional<mapped_type> fill(const key_type& key) {
-    std::atomic<std::uint64_t>& gen = generation(key);
-    const std::uint64_t before = gen.load(std::memory_order_seq_cst);
+    const std::uint64_t token = guard_.begin(key);
     const std::int64_t t0 = clock_.now().count();
     std::optional<mapped_type> v = load_from<key_type, mapped_type>(loader_, key);
     const std::int64_t t1 = clock_.now().count();
     std::chrono::nanoseconds ttl = v ? jittered(opts_.ttl) : opts_.negative_ttl;
     if (ttl > std::chrono::nanoseconds::zero()) {
       store_.put(key, entry{v, t1 + ttl.count(), t1 - t0}, ttl);
-      if (gen.load(std::memory_order_seq_cst) != before) store_.erase(key);
+      if (guard_.raced(key, token)) store_.erase(key);  // a write landed meanwhile: drop the fill
     }
     return v;
   }
@@ -203,18 +203,12 @@ class read_through {
     return std::max(ttl - std::chrono::nanoseconds(cut), std::chrono::nanoseconds(1));
   }
 
-  static constexpr std::size_t k_generations = 4096;
-  std::atomic<std::uint64_t>& generation(const key_type& key) {
-    return generations_[static_cast<std::size_t>(hash_(key)) % k_generations];
-  }
-
   options opts_;
   Loader loader_;
   clock_type clock_;
   inner_store store_;
-  typename Store::hasher hash_{};
   single_flight<key_type, mapped_type, typename Store::hasher, typename Store::key_equal> flights_;
-  std::array<std::atomic<std::uint64_t>, k_generations> generations_{};
+  detail::invalidation_guard<typename Store::hasher> guard_;
   std::uint64_t rng_;
   std::atomic<std::uint64_t> counter_{0};
   std::atomic<std::uint64_t> hits_{0}, misses_{0}, negative_hits_{0}, early_refreshes_{0},
