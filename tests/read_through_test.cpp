@@ -254,6 +254,92 @@ TEST_CASE("read_through: a load that raced with invalidate() is not cached", "[r
   REQUIRE(db.queries == 2);
 }
 
+TEST_CASE("read_through: stale-while-revalidate serves the stale value while one reader refreshes",
+          "[read_through][stale]") {
+  fake_db db;
+  db.rows = {{1, "old"}};
+  std::atomic<bool> refreshing{false};
+  std::atomic<bool> release{false};
+  struct held_loader {
+    fake_db* db;
+    std::atomic<bool>* refreshing;
+    std::atomic<bool>* release;
+    std::optional<std::string> operator()(const int& id) const {
+      if (db->queries > 0) {  // the revalidation, not the first load: hold it open
+        *refreshing = true;
+        await([&] { return release->load(); });
+      }
+      return db->find(id);
+    }
+  };
+  cachet::read_through<store_t, held_loader> cache({.max_entries = 10,
+                                                    .ttl = seconds(10),
+                                                    .xfetch_beta = 0,
+                                                    .stale_while_revalidate = seconds(5)},
+                                                   held_loader{&db, &refreshing, &release},
+                                                   db.clock);
+  REQUIRE(cache.get(1) == "old");
+  db.rows[1] = "new";
+  db.clock.advance(seconds(12));  // 2 s past the TTL: inside the 5 s grace period
+  std::optional<std::string> refresher_got;
+  std::thread refresher([&] { refresher_got = cache.get(1); });
+  REQUIRE(await([&] { return refreshing.load(); }));
+  for (int i = 0; i < 5; ++i) REQUIRE(cache.get(1) == "old");  // served at once, stale
+  release = true;
+  refresher.join();
+  REQUIRE(refresher_got == "new");  // the reader that revalidated gets the fresh value
+  REQUIRE(cache.get(1) == "new");
+  REQUIRE(db.queries == 2);
+  REQUIRE(cache.stats().stale_serves == 6);
+}
+
+TEST_CASE("read_through: past the grace period a stale value is reloaded before serving",
+          "[read_through][stale]") {
+  fake_db db;
+  db.rows = {{1, "old"}};
+  cache_t cache({.max_entries = 10,
+                 .ttl = seconds(10),
+                 .xfetch_beta = 0,
+                 .stale_while_revalidate = seconds(5),
+                 .stale_if_error = seconds(60)},
+                db_loader{&db}, db.clock);
+  REQUIRE(cache.get(1) == "old");
+  db.rows[1] = "new";
+  db.clock.advance(seconds(16));  // past the 5 s grace period, inside stale-if-error's 60 s
+  REQUIRE(cache.get(1) == "new");
+  REQUIRE(cache.stats().stale_serves == 0);
+}
+
+TEST_CASE("read_through: stale-if-error answers a failing load with the stale value, within bounds",
+          "[read_through][stale]") {
+  fake_db db;
+  db.rows = {{1, "last good"}};
+  cache_t cache(
+      {.max_entries = 10, .ttl = seconds(10), .xfetch_beta = 0, .stale_if_error = seconds(60)},
+      db_loader{&db}, db.clock);
+  REQUIRE(cache.get(1) == "last good");
+  db.fail = true;
+  db.clock.advance(seconds(30));  // 20 s stale: within the 60 s bound
+  REQUIRE(cache.get(1) == "last good");
+  REQUIRE(cache.stats().stale_if_error_serves == 1);
+  db.clock.advance(seconds(45));  // 65 s stale: beyond the bound, the failure surfaces
+  REQUIRE_THROWS_AS(cache.get(1), std::runtime_error);
+  db.fail = false;
+  REQUIRE(cache.get(1) == "last good");  // and the next load succeeds
+}
+
+TEST_CASE("read_through: without stale options an expired value is never served",
+          "[read_through][stale]") {
+  fake_db db;
+  db.rows = {{1, "v"}};
+  cache_t cache({.max_entries = 10, .ttl = seconds(10), .xfetch_beta = 0}, db_loader{&db},
+                db.clock);
+  REQUIRE(cache.get(1) == "v");
+  db.fail = true;
+  db.clock.advance(seconds(10));
+  REQUIRE_THROWS_AS(cache.get(1), std::runtime_error);
+}
+
 TEST_CASE("read_through: invalid options name the option", "[read_through][options]") {
   fake_db db;
   auto make = [&](cache_t::options o) { cache_t c(o, db_loader{&db}, db.clock); };
@@ -272,5 +358,10 @@ TEST_CASE("read_through: invalid options name the option", "[read_through][optio
   REQUIRE(option_of({.max_entries = 10, .ttl = seconds(1), .xfetch_beta = -1}) == "xfetch_beta");
   REQUIRE(option_of({.max_entries = 10, .ttl = seconds(1), .xfetch_beta = NAN}) == "xfetch_beta");
   REQUIRE(option_of({.ttl = seconds(1)}) == "max_entries");
+  REQUIRE(
+      option_of({.max_entries = 10, .ttl = seconds(1), .stale_while_revalidate = seconds(-1)}) ==
+      "stale_while_revalidate");
+  REQUIRE(option_of({.max_entries = 10, .ttl = seconds(1), .stale_if_error = seconds(-1)}) ==
+          "stale_if_error");
   REQUIRE(option_of({.max_entries = 10, .ttl = seconds(1)}) == "(none)");
 }

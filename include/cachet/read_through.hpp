@@ -13,7 +13,10 @@
 //   - TTL jitter, so entries loaded together do not expire together;
 //   - invalidate() for writers, with the same race guard as cache_aside: a load that read the old
 //     row cannot put it back after a concurrent invalidation.
-// Stale-while-revalidate, stale-if-error and bulk loads are not here yet.
+//   - stale-while-revalidate: for a grace period after the TTL, readers get the stale value at
+//     once while one of them refreshes it (inline, on that reader's thread: no thread is started);
+//   - stale-if-error: for a bound after the TTL, a failing load is answered with the stale value.
+// Bulk loads are not here yet.
 //
 // Thread safety: all members are thread-safe. The loader runs on a caller's thread with no cache
 // lock held; different keys load in parallel. A reader that wins the XFetch draw runs the refresh
@@ -31,6 +34,7 @@
 //   std::optional<User> u = users.get(42);
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -55,9 +59,11 @@ struct read_through_stats {
   std::uint64_t misses = 0;           // found nothing cached (and loaded, or waited for a load)
   std::uint64_t negative_hits = 0;    // served a cached "absent"
   std::uint64_t early_refreshes = 0;  // XFetch refreshes run before expiry
-  std::uint64_t refresh_failures =
-      0;                      // early refreshes whose load threw (the read still succeeded)
-  single_flight_stats loads;  // loads run, failed, coalesced; time spent loading
+  // Early or stale-while-revalidate refreshes whose load threw (the read still succeeded).
+  std::uint64_t refresh_failures = 0;
+  std::uint64_t stale_serves = 0;           // stale values served while one reader refreshed
+  std::uint64_t stale_if_error_serves = 0;  // stale values served because a load threw
+  single_flight_stats loads;                // loads run, failed, coalesced; time spent loading
 };
 
 template <class Store, class Loader>
@@ -80,6 +86,12 @@ class read_through {
     std::chrono::nanoseconds negative_ttl{0};
     // XFetch's beta, >= 0: 1 is the paper's optimum, larger refreshes earlier, 0 turns it off.
     double xfetch_beta = 1.0;
+    // Stale-while-revalidate: for this long after a value's TTL ends, readers are served the stale
+    // value at once while one of them refreshes it; 0 = off.
+    std::chrono::nanoseconds stale_while_revalidate{0};
+    // Stale-if-error: for this long after a value's TTL ends, a load that throws is answered with
+    // the stale value instead of the exception; 0 = off.
+    std::chrono::nanoseconds stale_if_error{0};
     // Seed of the random draws for XFetch and jitter; 0 = a per-process random seed.
     std::uint64_t seed = 0;
   };
@@ -94,17 +106,40 @@ class read_through {
   // The value for `key`: cached, or loaded (once across all threads) and cached. std::nullopt when
   // the loader says the key does not exist (cached for negative_ttl). Rethrows a failed load.
   std::optional<mapped_type> get(const key_type& key) {
-    if (std::optional<entry> e = store_.get(key)) {
-      if (!e->value) {
-        negative_hits_.fetch_add(1, std::memory_order_relaxed);
-        return std::nullopt;
-      }
+    std::optional<entry> e = store_.get(key);
+    if (!e) {
+      misses_.fetch_add(1, std::memory_order_relaxed);
+      return flights_.load(key, [&] { return fill(key); });
+    }
+    if (!e->value) {
+      negative_hits_.fetch_add(1, std::memory_order_relaxed);
+      return std::nullopt;
+    }
+    const std::int64_t now = clock_.now().count();
+    if (now < e->expiry_ns) {  // fresh
       hits_.fetch_add(1, std::memory_order_relaxed);
-      if (opts_.xfetch_beta > 0.0) maybe_refresh_early(key, *e);
+      if (opts_.xfetch_beta > 0.0) maybe_refresh_early(key, *e, now);
       return std::move(e->value);
     }
+    // Stale: kept past its TTL for stale-while-revalidate or stale-if-error.
+    if (now < e->expiry_ns + opts_.stale_while_revalidate.count()) {
+      stale_serves_.fetch_add(1, std::memory_order_relaxed);
+      std::optional<mapped_type> fresh;
+      try {
+        flights_.try_lead(key, [&] { return fresh = fill(key); });  // one reader refreshes
+      } catch (...) {
+        refresh_failures_.fetch_add(1, std::memory_order_relaxed);
+      }
+      return fresh ? std::move(fresh) : std::move(e->value);
+    }
     misses_.fetch_add(1, std::memory_order_relaxed);
-    return flights_.load(key, [&] { return fill(key); });
+    try {
+      return flights_.load(key, [&] { return fill(key); });
+    } catch (...) {
+      if (now >= e->expiry_ns + opts_.stale_if_error.count()) throw;
+      stale_if_error_serves_.fetch_add(1, std::memory_order_relaxed);
+      return std::move(e->value);
+    }
   }
 
   // Call after the source's row for `key` changed: drops the cached entry, and any load of `key`
@@ -123,6 +158,8 @@ class read_through {
             negative_hits_.load(std::memory_order_relaxed),
             early_refreshes_.load(std::memory_order_relaxed),
             refresh_failures_.load(std::memory_order_relaxed),
+            stale_serves_.load(std::memory_order_relaxed),
+            stale_if_error_serves_.load(std::memory_order_relaxed),
             flights_.stats()};
   }
 
@@ -147,6 +184,12 @@ class read_through {
       throw invalid_option("ttl_jitter",
                            "= " + std::to_string(o.ttl_jitter) + ": must be in [0, 1)");
     }
+    if (o.stale_while_revalidate < std::chrono::nanoseconds::zero()) {
+      throw invalid_option("stale_while_revalidate", "is negative: must be >= 0 (0 = off)");
+    }
+    if (o.stale_if_error < std::chrono::nanoseconds::zero()) {
+      throw invalid_option("stale_if_error", "is negative: must be >= 0 (0 = off)");
+    }
     if (!(o.xfetch_beta >= 0.0 && std::isfinite(o.xfetch_beta))) {
       throw invalid_option("xfetch_beta",
                            "= " + std::to_string(o.xfetch_beta) + ": must be finite and >= 0");
@@ -168,8 +211,8 @@ class read_through {
     return static_cast<double>((x >> 11) + 1) * 0x1.0p-53;
   }
 
-  void maybe_refresh_early(const key_type& key, const entry& e) {
-    const std::int64_t gap = e.expiry_ns - clock_.now().count();
+  void maybe_refresh_early(const key_type& key, const entry& e, std::int64_t now) {
+    const std::int64_t gap = e.expiry_ns - now;
     if (!xfetch::should_refresh(gap, e.delta_ns, opts_.xfetch_beta, [&] { return uniform(); })) {
       return;
     }
@@ -188,9 +231,11 @@ class read_through {
     const std::int64_t t0 = clock_.now().count();
     std::optional<mapped_type> v = load_from<key_type, mapped_type>(loader_, key);
     const std::int64_t t1 = clock_.now().count();
-    std::chrono::nanoseconds ttl = v ? jittered(opts_.ttl) : opts_.negative_ttl;
+    const std::chrono::nanoseconds ttl = v ? jittered(opts_.ttl) : opts_.negative_ttl;
     if (ttl > std::chrono::nanoseconds::zero()) {
-      store_.put(key, entry{v, t1 + ttl.count(), t1 - t0}, ttl);
+      // A value is kept past its TTL for as long as it may still be served stale.
+      const std::chrono::nanoseconds keep = v ? ttl + stale_window_ : ttl;
+      store_.put(key, entry{v, t1 + ttl.count(), t1 - t0}, keep);
       if (guard_.raced(key, token)) store_.erase(key);  // a write landed meanwhile: drop the fill
     }
     return v;
@@ -204,6 +249,8 @@ class read_through {
   }
 
   options opts_;
+  std::chrono::nanoseconds stale_window_ =
+      std::max(opts_.stale_while_revalidate, opts_.stale_if_error);
   Loader loader_;
   clock_type clock_;
   inner_store store_;
@@ -212,7 +259,7 @@ class read_through {
   std::uint64_t rng_;
   std::atomic<std::uint64_t> counter_{0};
   std::atomic<std::uint64_t> hits_{0}, misses_{0}, negative_hits_{0}, early_refreshes_{0},
-      refresh_failures_{0};
+      refresh_failures_{0}, stale_serves_{0}, stale_if_error_serves_{0};
 };
 
 }  // namespace cachet
