@@ -10,10 +10,14 @@
 // std::shared_future::wait (a futex), optionally bounded by options::follower_timeout.
 //
 // Exception safety: load() rethrows the load's exception to the leader and every follower of that
-// flight. It throws recursive_load_error when the calling thread is itself loading the same key
-// through this object (a loader that loads its own key would otherwise deadlock), and
-// load_timeout_error when a follower's wait exceeds follower_timeout (the flight continues). It may
-// throw std::bad_alloc; the flight's bookkeeping is then left unchanged.
+// flight: the same exception object, shared through std::exception_ptr. (ThreadSanitizer cannot see
+// libstdc++'s reference count on it, so threads reading what() of the shared object while another
+// thread releases it can be reported as a race; it is not one. Under TSan, read the message before
+// the exception_ptr's last copy is dropped, or on one thread.) It throws recursive_load_error when
+// the calling thread is itself loading the same key through this object (a loader that loads its
+// own key would otherwise deadlock), and load_timeout_error when a follower's wait exceeds
+// follower_timeout (the flight continues). It may throw std::bad_alloc; the flight's bookkeeping is
+// then left unchanged.
 //
 // Example:
 //   cachet::single_flight<std::string, std::string> flights;
