@@ -65,12 +65,8 @@ class write_through {
   void put(const key_type& key, const mapped_type& value,
            write_mode mode = write_mode::invalidate) {
     source_.store(key, value);
-    if (mode == write_mode::update) {
-      cache_.invalidate(key);  // also makes loads in flight drop their (older) fill
-      cache_.set(key, value);
-    } else {
-      cache_.invalidate(key);
-    }
+    cache_.invalidate(key);  // in both modes: loads in flight drop their (older) fill
+    if (mode == write_mode::update) cache_.set(key, value);
   }
 
   // Erases from the Source, then from the cache. If the Source throws, the cache is unchanged.
