@@ -13,6 +13,7 @@
 //   cachet/read_through.hpp   the read-through pattern: single-flight, XFetch, negative caching
 //   cachet/xfetch.hpp         XFetch probabilistic early expiry
 //   cachet/write_through.hpp  the write-through pattern (invalidate or update after the write)
+//   cachet/write_back.hpp     the write-back pattern: batched, coalescing, bounded, retrying
 // Thread safety and exception safety: see each header.
 //
 // Example:
@@ -39,5 +40,6 @@
 #include "cachet/single_flight.hpp"
 #include "cachet/source.hpp"
 #include "cachet/stats.hpp"
+#include "cachet/write_back.hpp"
 #include "cachet/write_through.hpp"
 #include "cachet/xfetch.hpp"
