@@ -125,7 +125,7 @@ struct write_back_options {
   std::chrono::nanoseconds shutdown_timeout{0};
   // Called on the flusher thread after each failed batch, with no lock held. Exceptions it
   // throws are ignored.
-  std::function<void(const flush_error&)> on_error;
+  std::function<void(const flush_error&)> on_error{};
 };
 
 // Reported to on_error when the destructor gave up after shutdown_timeout.
