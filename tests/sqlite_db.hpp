@@ -16,9 +16,11 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -45,6 +47,7 @@ class sqlite_db {
         "INSERT INTO users(id, name) VALUES(?1, ?2) "
         "ON CONFLICT(id) DO UPDATE SET name = excluded.name");
     delete_user_ = prepare("DELETE FROM users WHERE id = ?1");
+    all_users_ = prepare("SELECT id, name FROM users ORDER BY id");
   }
 
   sqlite_db(const sqlite_db&) = delete;
@@ -53,12 +56,7 @@ class sqlite_db {
   // Runs one or more SQL statements with no result rows (schema changes, triggers, test setup).
   void exec(const std::string& sql) {
     std::lock_guard<std::mutex> g(mu_);
-    char* err = nullptr;
-    if (sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-      std::string msg = err ? err : sqlite3_errmsg(db_.get());
-      sqlite3_free(err);
-      throw std::runtime_error("sqlite3_exec: " + msg);
-    }
+    exec_locked(sql.c_str());
   }
 
   // The user's name, or nullopt if there is no such row. Runs the query hook first, outside the
@@ -81,13 +79,35 @@ class sqlite_db {
 
   void upsert_user(int id, const std::string& name) {
     std::lock_guard<std::mutex> g(mu_);
-    statement_use use(upsert_user_.get());
-    bind_int(upsert_user_.get(), 1, id);
-    if (sqlite3_bind_text(upsert_user_.get(), 2, name.data(), static_cast<int>(name.size()),
-                          SQLITE_TRANSIENT) != SQLITE_OK) {
-      fail("sqlite3_bind_text");
+    upsert_locked(id, name);
+  }
+
+  // Upserts a batch of users in one transaction: all or none.
+  void upsert_users(std::span<const std::pair<int, std::string>> batch) {
+    std::lock_guard<std::mutex> g(mu_);
+    exec_locked("BEGIN");
+    try {
+      for (const auto& [id, name] : batch) upsert_locked(id, name);
+    } catch (...) {
+      exec_locked("ROLLBACK");
+      throw;
     }
-    if (sqlite3_step(upsert_user_.get()) != SQLITE_DONE) fail("sqlite3_step(upsert_user)");
+    exec_locked("COMMIT");
+  }
+
+  // Every row of users, by id.
+  std::map<int, std::string> all_users() {
+    std::lock_guard<std::mutex> g(mu_);
+    statement_use use(all_users_.get());
+    std::map<int, std::string> rows;
+    int rc;
+    while ((rc = sqlite3_step(all_users_.get())) == SQLITE_ROW) {
+      const unsigned char* text = sqlite3_column_text(all_users_.get(), 1);
+      rows[sqlite3_column_int(all_users_.get(), 0)] =
+          text ? reinterpret_cast<const char*>(text) : "";
+    }
+    if (rc != SQLITE_DONE) fail("sqlite3_step(all_users)");
+    return rows;
   }
 
   void delete_user(int id) {
@@ -129,6 +149,26 @@ class sqlite_db {
     sqlite3_stmt* stmt;
   };
 
+  void upsert_locked(int id, const std::string& name) {
+    statement_use use(upsert_user_.get());
+    bind_int(upsert_user_.get(), 1, id);
+    if (sqlite3_bind_text(upsert_user_.get(), 2, name.data(), static_cast<int>(name.size()),
+                          SQLITE_TRANSIENT) != SQLITE_OK) {
+      fail("sqlite3_bind_text");
+    }
+    if (sqlite3_step(upsert_user_.get()) != SQLITE_DONE) fail("sqlite3_step(upsert_user)");
+  }
+
+  // Runs SQL with mu_ held.
+  void exec_locked(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_.get(), sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err ? err : sqlite3_errmsg(db_.get());
+      sqlite3_free(err);
+      throw std::runtime_error("sqlite3_exec: " + msg);
+    }
+  }
+
   std::function<void()> query_hook() {
     std::lock_guard<std::mutex> g(hook_mu_);
     return hook_;
@@ -156,7 +196,7 @@ class sqlite_db {
   // Declared first, so it is destroyed last: statements are finalized before the connection closes.
   std::unique_ptr<sqlite3, db_closer> db_;
   std::mutex mu_;
-  stmt_ptr find_user_, upsert_user_, delete_user_;
+  stmt_ptr find_user_, upsert_user_, delete_user_, all_users_;
   std::atomic<int> queries_{0};
   std::mutex hook_mu_;
   std::function<void()> hook_;

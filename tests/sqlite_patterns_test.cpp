@@ -4,9 +4,12 @@
 #include <cachet/cache_aside.hpp>
 #include <cachet/read_through.hpp>
 #include <cachet/sharded_store.hpp>
+#include <cachet/write_back.hpp>
 #include <cachet/write_through.hpp>
 #include <catch2/catch.hpp>
 #include <exception>
+#include <map>
+#include <span>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -307,4 +310,97 @@ TEST_CASE("sqlite: cache_aside drops a fill that raced with a write + invalidate
   REQUIRE_FALSE(users.get(7));                          // ...but the cache does not keep it
   REQUIRE(users.get_or_load(7, [&](int id) { return db.find_user(id); }) == "new");
   REQUIRE(db.queries() == 2);
+}
+
+namespace {
+
+// The users table as a write_back Source with batch writes, which refuses the write calls numbered
+// [fail_from, fail_until): a failing window, placed by call count so it does not depend on timing.
+struct flaky_users_table {
+  sqlite_db* db;
+  std::atomic<int>* calls;
+  int fail_from, fail_until;
+  void maybe_fail() {
+    const int n = (*calls)++;
+    if (n >= fail_from && n < fail_until) throw std::runtime_error("database is locked");
+  }
+  std::optional<std::string> load(const int& id) { return db->find_user(id); }
+  void store(const int& id, const std::string& name) {
+    maybe_fail();
+    db->upsert_user(id, name);
+  }
+  void store_all(std::span<const std::pair<int, std::string>> batch) {
+    maybe_fail();
+    db->upsert_users(batch);
+  }
+  void erase(const int& id) {
+    maybe_fail();
+    db->delete_user(id);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("sqlite: write_back under a failing window and a tiny cache, the table equals the model",
+          "[sqlite]") {
+  sqlite_db db;
+  std::atomic<int> calls{0};
+  cachet::write_back_options o;
+  o.max_batch = 32;
+  o.max_dirty = 256;
+  o.max_delay = std::chrono::milliseconds(1);
+  o.retry_initial = std::chrono::microseconds(100);
+  o.retry_max = std::chrono::milliseconds(1);
+  cachet::store_options<int, std::string> cache;
+  cache.max_entries = 32;  // the working set is 1200 keys
+  cache.shards = 1;
+  constexpr int k_writers = 4, k_keys = 300, k_ops = 3000;
+  // Each writer owns its keys, so its model is exact: the last value written, "" = erased.
+  std::vector<std::map<int, std::string>> models(k_writers);
+  std::vector<int> stale_reads(k_writers, 0);
+  cachet::write_back_stats st;
+  {
+    cachet::write_back<store_t, flaky_users_table> users(
+        flaky_users_table{&db, &calls, 20, 120}, o, cache, cachet::manual_clock{});
+    std::vector<std::thread> writers;
+    for (int w = 0; w < k_writers; ++w) {
+      writers.emplace_back([&, w] {
+        std::uint64_t x = 0xC0FFEEULL + static_cast<std::uint64_t>(w);
+        auto& model = models[static_cast<std::size_t>(w)];
+        for (int i = 0; i < k_ops; ++i) {
+          x = cachet::detail::mix64(x);
+          const int id = w * k_keys + static_cast<int>(x % k_keys);
+          const int op = static_cast<int>((x >> 40) % 10);
+          if (op < 6) {
+            const std::string name = "u" + std::to_string(w) + "-" + std::to_string(i);
+            users.put(id, name);
+            model[id] = name;
+          } else if (op == 6) {
+            users.erase(id);
+            model[id] = "";
+          } else {
+            auto it = model.find(id);
+            const std::string want = it == model.end() ? "" : it->second;
+            if (users.get(id).value_or("") != want) ++stale_reads[static_cast<std::size_t>(w)];
+          }
+        }
+      });
+    }
+    for (auto& t : writers) t.join();
+    users.flush();
+    st = users.stats();
+    CHECK(users.store().stats().evictions > 0);
+  }
+  std::map<int, std::string> expected;
+  for (const auto& m : models) {
+    for (const auto& [id, name] : m) {
+      if (!name.empty()) expected[id] = name;
+    }
+  }
+  CHECK(db.all_users() == expected);
+  CHECK(stale_reads == std::vector<int>(k_writers, 0));
+  CHECK(st.flush_failures >= 100);  // every call in the window failed and was retried
+  CHECK(st.coalesced > 0);
+  CHECK(st.flushed + st.coalesced == st.writes);
+  CHECK(st.dirty == 0);
 }
