@@ -129,8 +129,7 @@ int main() {
   constexpr int k_threads = 4, k_pages = 100, k_views_per_thread = 50'000;
   page_views_table table;
   cachet::write_back<cachet::sharded_store<int, long>, page_views_source> views(
-      page_views_source{&table},
-      {.max_batch = 64, .max_delay = std::chrono::milliseconds(20)},
+      page_views_source{&table}, {.max_batch = 64, .max_delay = std::chrono::milliseconds(20)},
       cachet::store_options<int, long>{.max_entries = 1'000});
 
   std::vector<std::thread> threads;
@@ -138,7 +137,7 @@ int main() {
     threads.emplace_back([&views, t] {
       for (int i = 0; i < k_views_per_thread; ++i) {
         const int page = (i * 7 % (k_pages / k_threads)) * k_threads + t;  // this thread's pages
-        views.put(page, views.get(page).value_or(0) + 1);  // acknowledged at once
+        views.put(page, views.get(page).value_or(0) + 1);                  // acknowledged at once
       }
     });
   }
@@ -147,8 +146,8 @@ int main() {
 
   const auto st = views.stats();
   const long total = table.total_views();
-  std::printf("%ld views counted, %ld in the table after flush()\n",
-              static_cast<long>(st.writes), total);
+  std::printf("%ld views counted, %ld in the table after flush()\n", static_cast<long>(st.writes),
+              total);
   std::printf("%ld rows written in %ld transactions (%llu writes coalesced, %llu batches)\n",
               table.rows_written(), table.transactions(),
               static_cast<unsigned long long>(st.coalesced),

@@ -1,6 +1,7 @@
 // write_back: acknowledged writes reach the Source after flush() and destruction, coalesce, survive
 // eviction and expiry of their cache entries, wait out a failing Source, and respect the backlog
-// bound. The flusher is a real thread: tests wait on conditions (cachet_test::await), never on time.
+// bound. The flusher is a real thread: tests wait on conditions (cachet_test::await), never on
+// time.
 #include <cachet/sharded_store.hpp>
 #include <cachet/write_back.hpp>
 #include <catch2/catch.hpp>
@@ -27,16 +28,16 @@ struct table {
   std::condition_variable cv;
   std::map<int, int> rows;
   int loads = 0;
-  int stores = 0;        // store() calls
-  int erases = 0;        // erase() calls
-  int batch_calls = 0;   // store_all() calls
-  int failures = 0;      // writes that threw
-  bool fail = false;     // writes throw while set
-  int attempts = 0;      // write calls, failed or not
-  int fail_from = -1;    // and the writes numbered [fail_from, fail_until) throw: a failing window
+  int stores = 0;       // store() calls
+  int erases = 0;       // erase() calls
+  int batch_calls = 0;  // store_all() calls
+  int failures = 0;     // writes that threw
+  bool fail = false;    // writes throw while set
+  int attempts = 0;     // write calls, failed or not
+  int fail_from = -1;   // and the writes numbered [fail_from, fail_until) throw: a failing window
   int fail_until = -1;
-  bool hold = false;     // store_all() blocks while set
-  int held = 0;          // store_all() calls blocked now
+  bool hold = false;  // store_all() blocks while set
+  int held = 0;       // store_all() calls blocked now
 
   std::map<int, int> snapshot() {
     std::lock_guard<std::mutex> g(mu);
@@ -359,15 +360,14 @@ TEST_CASE("write_back: a load that read the old row does not overwrite a newer w
       return v;
     }
   };
-  wb_t<gated> wb(gated{{t}, &loading, &release}, lazy(), small_cache(100),
-                 cachet::manual_clock{});
+  wb_t<gated> wb(gated{{t}, &loading, &release}, lazy(), small_cache(100), cachet::manual_clock{});
   std::optional<int> seen;
   std::thread reader([&] { seen = wb.get(1); });
   REQUIRE(cachet_test::await([&] { return loading.load(); }));
   wb.put(1, 2);
   release = true;
   reader.join();
-  CHECK(seen == 1);      // the read began before the write: either answer is linearisable
+  CHECK(seen == 1);       // the read began before the write: either answer is linearisable
   CHECK(wb.get(1) == 2);  // but the old row must not be cached over the new write
   wb.flush();
   CHECK(wb.get(1) == 2);

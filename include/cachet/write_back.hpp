@@ -21,7 +21,8 @@
 //     into them. Each failure is counted (flush_failures, retries) and passed to on_error.
 //   - The dirty buffer is bounded by max_dirty entries. A write of a new key at the bound either
 //     blocks until the flusher makes room (backlog_policy::block, the default) or writes the Source
-//     itself, synchronously, like write_through (backlog_policy::write_through). Nothing is dropped.
+//     itself, synchronously, like write_through (backlog_policy::write_through). Nothing is
+//     dropped.
 //   - Loss window: the dirty buffer lives in this process. If the process dies (a crash, SIGKILL,
 //     power loss) the writes not yet flushed are lost: at most max_dirty keys, each at most
 //     max_delay old plus the time the Source has been failing. Call flush() where a write must be
@@ -101,10 +102,10 @@ enum class backlog_policy : unsigned char {
 
 // Passed to write_back_options::on_error after a batch failed.
 struct flush_error {
-  std::exception_ptr error;            // what the Source threw
-  std::size_t batch_size = 0;          // entries in the failed batch (all still dirty)
-  std::uint64_t attempt = 0;           // 1 for the first failure of this run of failures
-  std::chrono::nanoseconds retry_in{}; // backoff before the next attempt
+  std::exception_ptr error;             // what the Source threw
+  std::size_t batch_size = 0;           // entries in the failed batch (all still dirty)
+  std::uint64_t attempt = 0;            // 1 for the first failure of this run of failures
+  std::chrono::nanoseconds retry_in{};  // backoff before the next attempt
 };
 
 struct write_back_options {
@@ -139,17 +140,17 @@ class abandoned_writes_error : public std::runtime_error {
 };
 
 struct write_back_stats {
-  std::uint64_t writes = 0;     // put() and erase() calls acknowledged
-  std::uint64_t coalesced = 0;  // writes that replaced a dirty value before it was written
-  std::uint64_t dirty = 0;      // keys waiting to be written now (including a batch in flight)
-  std::uint64_t flushed = 0;    // entries written to the Source by the flusher
-  std::uint64_t batches = 0;    // batches the Source accepted
+  std::uint64_t writes = 0;          // put() and erase() calls acknowledged
+  std::uint64_t coalesced = 0;       // writes that replaced a dirty value before it was written
+  std::uint64_t dirty = 0;           // keys waiting to be written now (including a batch in flight)
+  std::uint64_t flushed = 0;         // entries written to the Source by the flusher
+  std::uint64_t batches = 0;         // batches the Source accepted
   std::uint64_t flush_failures = 0;  // batch attempts that threw
   std::uint64_t retries = 0;         // batch attempts that followed a failure
   std::uint64_t write_through_fallbacks = 0;  // writes made synchronously at the backlog bound
   std::uint64_t blocked_writes = 0;           // writes that waited for room at the bound
-  std::uint64_t abandoned = 0;  // writes left unwritten when shutdown_timeout expired
-  std::uint64_t hits = 0;        // get() found the key in the cache
+  std::uint64_t abandoned = 0;                // writes left unwritten when shutdown_timeout expired
+  std::uint64_t hits = 0;                     // get() found the key in the cache
   std::uint64_t misses = 0;      // get() did not (served by the dirty buffer or a load)
   std::uint64_t dirty_hits = 0;  // misses served from the dirty buffer
   single_flight_stats loads;     // loads from the Source
@@ -671,7 +672,7 @@ class write_back {
   }
 
   static constexpr bool has_store_all =
-      requires(Source& s, std::span<const std::pair<key_type, mapped_type>> b) {
+      requires(Source & s, std::span<const std::pair<key_type, mapped_type>> b) {
     s.store_all(b);
   };
 
