@@ -522,14 +522,14 @@ class write_back {
       }
       if (!batch.empty()) {
         batch.clear();
+        // Under sustained writes a batch is always ready, so check whether the flush() waiting is
+        // satisfied already rather than waiting for an empty round.
+        if (target > flush_done_snapshot() && covered(target)) finish_flush(target);
         continue;
       }
       // Nothing eligible is left: every write up to `target` is in the Source.
+      finish_flush(target);
       std::unique_lock<std::mutex> lk(ctl_mu_);
-      if (target > flush_done_) {
-        flush_done_ = target;
-        done_.notify_all();
-      }
       const auto woken = [&] {
         return stopping_ || wake_seq_ != seen || flush_target_ > flush_done_;
       };
@@ -539,6 +539,35 @@ class write_back {
         wake_.wait(lk, woken);
       }
     }
+  }
+
+  std::uint64_t flush_done_snapshot() {
+    std::lock_guard<std::mutex> g(ctl_mu_);
+    return flush_done_;
+  }
+
+  void finish_flush(std::uint64_t target) {
+    std::lock_guard<std::mutex> g(ctl_mu_);
+    if (target > flush_done_) {
+      flush_done_ = target;
+      done_.notify_all();
+    }
+  }
+
+  // True if no write with an epoch <= target is queued (nothing is in flight between batches).
+  // Queues are sorted by epoch, so each shard's first live item decides.
+  bool covered(std::uint64_t target) {
+    for (dirty_shard& d : shards_) {
+      std::lock_guard<std::mutex> g(d.mu);
+      while (!d.queue.empty()) {
+        const queued& q = d.queue.front();
+        auto it = d.map.find(q.key);
+        if (it != d.map.end() && it->second.ticket == q.ticket) break;
+        d.queue.pop_front();  // stale
+      }
+      if (!d.queue.empty() && d.queue.front().epoch <= target) return false;
+    }
+    return true;
   }
 
   bool room_waiting() {
