@@ -73,5 +73,7 @@ using int_store = cachet::sharded_store<int, int, P, cachet::manual_clock>;
 }  // namespace cachet_test
 
 #define CACHET_ALL_BACKENDS \
-  cachet::lru, cachet::lfu, cachet::fifo, cachet::ttl, cachet::random, cachet::no_eviction
-#define CACHET_EVICTING_BACKENDS cachet::lru, cachet::lfu, cachet::fifo, cachet::ttl, cachet::random
+  cachet::lru, cachet::lfu, cachet::fifo, cachet::ttl, cachet::random, cachet::no_eviction, \
+      cachet::sieve, cachet::s3fifo
+#define CACHET_EVICTING_BACKENDS \
+  cachet::lru, cachet::lfu, cachet::fifo, cachet::ttl, cachet::random, cachet::sieve, cachet::s3fifo

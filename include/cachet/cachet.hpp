@@ -2,7 +2,8 @@
 //
 // Purpose: embeddable, header-only C++20 caching. Include this, or one header per feature:
 //   cachet/sharded_store.hpp  the concurrent, bounded, expiring in-process store
-//   cachet/eviction/*.hpp     eviction policies: lru, lfu, fifo, ttl, random, no_eviction
+//   cachet/eviction/*.hpp     eviction policies: lru, lfu, fifo, ttl, random, no_eviction, sieve,
+//                             s3fifo
 //   cachet/clock.hpp          coarse_steady_clock (default), steady_clock, manual_clock (tests)
 //   cachet/hash.hpp           seeded xxh3 / integer mixing
 //   cachet/options.hpp        store_options, invalid_option, put_result, removal_cause
@@ -31,6 +32,8 @@
 #include "cachet/eviction/lru.hpp"
 #include "cachet/eviction/no_eviction.hpp"
 #include "cachet/eviction/random.hpp"
+#include "cachet/eviction/s3fifo.hpp"
+#include "cachet/eviction/sieve.hpp"
 #include "cachet/eviction/ttl.hpp"
 #include "cachet/fwd.hpp"
 #include "cachet/hash.hpp"

@@ -16,6 +16,10 @@ struct fifo;
 struct ttl;
 struct random;
 struct no_eviction;
+struct sieve;
+template <unsigned SmallPercent, unsigned MoveThreshold, unsigned FreqCap>
+struct s3fifo_policy;
+using s3fifo = s3fifo_policy<10, 2, 3>;
 struct steady_clock;
 struct coarse_steady_clock;
 class manual_clock;
