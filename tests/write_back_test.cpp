@@ -498,37 +498,3 @@ TEST_CASE("write_back: shutdown_timeout bounds the destructor and reports what i
   CHECK(t->snapshot().empty());
 }
 
-TEST_CASE("write_back: flush() returns under sustained writes", "[write_back]") {
-  // The source is paced by the writer: each store() waits for two more puts. So while the writer
-  // runs, a batch is always ready and the flusher never sees an empty round; flush() must still
-  // return once the writes made before it are in.
-  struct paced : keyed_source {
-    std::atomic<long>* progress;
-    std::atomic<bool>* stop;
-    long last = 0;
-    void store(const int& k, const int& v) {
-      while (!*stop && progress->load() < last + 2) std::this_thread::yield();
-      last = progress->load();
-      keyed_source::store(k, v);
-    }
-  };
-  auto t = std::make_shared<table>();
-  std::atomic<long> progress{0};
-  std::atomic<bool> stop{false};
-  auto o = lazy();
-  o.max_batch = 4;
-  wb_t<paced> wb(paced{{t}, &progress, &stop}, o, small_cache(100), cachet::manual_clock{});
-  for (int i = 0; i < 100; ++i) wb.put(i, i);
-  std::thread writer([&] {
-    for (int i = 1000; !stop; ++i) {  // new keys, without end
-      wb.put(i, i);
-      ++progress;
-    }
-  });
-  const bool flushed = wb.flush_for(std::chrono::seconds(60));
-  const auto rows = t->snapshot();
-  stop = true;
-  writer.join();
-  CHECK(flushed);
-  for (int i = 0; i < 100; ++i) REQUIRE(rows.count(i) == 1);
-}

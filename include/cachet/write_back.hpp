@@ -687,6 +687,8 @@ class write_back {
     auto it = d.map.find(i.key);
     // A newer write may have queued the key at the back; this item takes its place at the front
     // with the older epoch (the newer value is what gets written), and the back one goes stale.
+    // The failed write is then superseded without reaching the Source: it coalesced.
+    if (it->second.ticket != 0) coalesced_.fetch_add(1, std::memory_order_relaxed);
     const std::uint64_t ticket = d.next_ticket++;
     d.queue.push_front(queued{std::move(i.key), ticket, i.epoch, i.since});
     it->second.ticket = ticket;
