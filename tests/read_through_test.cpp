@@ -1,13 +1,19 @@
+#include <algorithm>
 #include <atomic>
 #include <cachet/read_through.hpp>
 #include <cachet/sharded_store.hpp>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <exception>
 #include <functional>
 #include <map>
+#include <mutex>
+#include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "support.hpp"
@@ -364,4 +370,408 @@ TEST_CASE("read_through: invalid options name the option", "[read_through][optio
   REQUIRE(option_of({.max_entries = 10, .ttl = seconds(1), .stale_if_error = seconds(-1)}) ==
           "stale_if_error");
   REQUIRE(option_of({.max_entries = 10, .ttl = seconds(1)}) == "(none)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// get_all() and bulk loaders
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+using opt_strings = std::vector<std::optional<std::string>>;
+
+// A stand-in database with a bulk query: `SELECT id, name FROM users WHERE id IN (...)`. Counts
+// single and bulk queries and records each batch's keys. `on_bulk` / `on_single` run first (to
+// hold a query open, or make it fail).
+struct bulk_db {
+  cachet::manual_clock clock;
+  std::map<int, std::string> rows;
+  std::atomic<int> single_queries{0};
+  std::atomic<int> bulk_queries{0};
+  std::mutex mu;
+  std::vector<std::vector<int>> batches;
+  std::function<void(std::span<const int>)> on_bulk = [](std::span<const int>) {};
+  std::function<void(int)> on_single = [](int) {};
+
+  std::vector<std::vector<int>> take_batches() {
+    std::lock_guard<std::mutex> g(mu);
+    return std::exchange(batches, {});
+  }
+};
+
+struct bulk_loader {
+  bulk_db* db;
+  std::optional<std::string> load(const int& id) const {
+    ++db->single_queries;
+    db->on_single(id);
+    auto it = db->rows.find(id);
+    if (it == db->rows.end()) return std::nullopt;
+    return it->second;
+  }
+  // One pair per row found, in the database's order (not the request's); absent ids have none.
+  std::vector<std::pair<int, std::string>> load_all(std::span<const int> ids) const {
+    ++db->bulk_queries;
+    {
+      std::lock_guard<std::mutex> g(db->mu);
+      db->batches.emplace_back(ids.begin(), ids.end());
+    }
+    db->on_bulk(ids);
+    std::vector<std::pair<int, std::string>> found;
+    for (const auto& [id, name] : db->rows) {
+      if (std::find(ids.begin(), ids.end(), id) != ids.end()) found.emplace_back(id, name);
+    }
+    return found;
+  }
+};
+
+using bulk_cache_t = cachet::read_through<store_t, bulk_loader>;
+
+static_assert(cachet::bulk_loader<bulk_loader, int, std::string>);
+static_assert(!cachet::bulk_loader<db_loader, int, std::string>);  // a plain Loader still works
+static_assert(cachet::loader<db_loader, int, std::string>);
+
+std::vector<int> ints(std::initializer_list<int> l) { return l; }
+
+}  // namespace
+
+TEST_CASE("read_through: get_all serves cached keys and loads the rest in one bulk query",
+          "[read_through][get_all]") {
+  bulk_db db;
+  db.rows = {{1, "one"}, {2, "two"}, {3, "three"}};
+  bulk_cache_t cache({.max_entries = 100, .ttl = seconds(60), .xfetch_beta = 0}, bulk_loader{&db},
+                     db.clock);
+  REQUIRE(cache.get(1) == "one");  // cached by a single load
+  REQUIRE(db.single_queries == 1);
+  const auto keys = ints({1, 3, 2, 3, 4});
+  REQUIRE(cache.get_all(keys) == opt_strings{"one", "three", "two", "three", std::nullopt});
+  REQUIRE(db.bulk_queries == 1);
+  REQUIRE(db.take_batches() == std::vector<std::vector<int>>{{3, 2, 4}});  // once each, 1 cached
+  REQUIRE(db.single_queries == 1);
+  auto st = cache.stats();
+  REQUIRE(st.hits == 1);
+  REQUIRE(st.misses == 1 + 4);  // get(1), then 3, 2, 3, 4
+  REQUIRE(st.loads.loads == 2);
+  // Now all cached (4's absence is not: negative_ttl is 0), for get() and get_all() alike.
+  REQUIRE(cache.get(3) == "three");
+  REQUIRE(cache.get_all(ints({2, 3, 1})) == opt_strings{"two", "three", "one"});
+  REQUIRE(db.bulk_queries == 1);
+  REQUIRE(db.single_queries == 1);
+  // After the TTL the batch is reloaded, again in one query.
+  db.clock.advance(seconds(60));
+  db.rows[2] = "TWO";
+  REQUIRE(cache.get_all(ints({2, 3})) == opt_strings{"TWO", "three"});
+  REQUIRE(db.take_batches() == std::vector<std::vector<int>>{{2, 3}});
+  REQUIRE(cache.get_all(std::span<const int>()).empty());
+}
+
+TEST_CASE("read_through: get_all caches absence for negative_ttl, and only then",
+          "[read_through][get_all]") {
+  bulk_db db;
+  db.rows = {{1, "one"}};
+  SECTION("with a negative TTL") {
+    bulk_cache_t cache({.max_entries = 100, .ttl = seconds(60), .negative_ttl = seconds(5)},
+                       bulk_loader{&db}, db.clock);
+    REQUIRE(cache.get_all(ints({1, 7, 8})) == opt_strings{"one", std::nullopt, std::nullopt});
+    REQUIRE(cache.size() == 3);
+    REQUIRE(cache.get_all(ints({7, 8, 1})) == opt_strings{std::nullopt, std::nullopt, "one"});
+    REQUIRE(cache.get(7) == std::nullopt);
+    REQUIRE(db.bulk_queries == 1);
+    REQUIRE(db.single_queries == 0);
+    REQUIRE(cache.stats().negative_hits == 3);
+    db.rows[7] = "late";
+    db.clock.advance(seconds(5));
+    REQUIRE(cache.get_all(ints({7, 8, 1})) == opt_strings{"late", std::nullopt, "one"});
+    REQUIRE(db.take_batches().back() == std::vector<int>{7, 8});
+  }
+  SECTION("without one, absent keys reach the database every time") {
+    bulk_cache_t cache({.max_entries = 100, .ttl = seconds(60)}, bulk_loader{&db}, db.clock);
+    REQUIRE(cache.get_all(ints({1, 7})) == opt_strings{"one", std::nullopt});
+    REQUIRE(cache.get_all(ints({1, 7})) == opt_strings{"one", std::nullopt});
+    REQUIRE(db.take_batches() == std::vector<std::vector<int>>{{1, 7}, {7}});
+    REQUIRE(cache.size() == 1);
+    REQUIRE(cache.stats().negative_hits == 0);
+  }
+}
+
+TEST_CASE("read_through: get_all waits for a key another thread's get() is loading",
+          "[read_through][get_all]") {
+  bulk_db db;
+  db.rows = {{1, "one"}, {2, "two"}};
+  std::atomic<bool> a_loading{false};
+  std::atomic<bool> release{false};
+  db.on_single = [&](int) {
+    a_loading = true;
+    await([&] { return release.load(); });
+  };
+  bulk_cache_t cache({.max_entries = 100, .ttl = seconds(60)}, bulk_loader{&db}, db.clock);
+  std::optional<std::string> a_got;
+  std::thread a([&] { a_got = cache.get(1); });
+  REQUIRE(await([&] { return a_loading.load(); }));
+  opt_strings b_got;
+  std::thread b([&] { b_got = cache.get_all(ints({1, 2})); });
+  // B bulk-loads 2, then waits for A's load of 1.
+  REQUIRE(await([&] { return cache.stats().loads.coalesced == 1; }));
+  release = true;
+  a.join();
+  b.join();
+  REQUIRE(a_got == "one");
+  REQUIRE(b_got == opt_strings{"one", "two"});
+  REQUIRE(db.single_queries == 1);
+  REQUIRE(db.take_batches() == std::vector<std::vector<int>>{{2}});  // 1 was not reloaded
+}
+
+TEST_CASE("read_through: get() of a key in a running bulk load waits for that load",
+          "[read_through][get_all]") {
+  bulk_db db;
+  db.rows = {{1, "one"}, {2, "two"}, {3, "three"}};
+  constexpr int k_readers = 6;
+  std::atomic<bool> bulk_running{false};
+  std::atomic<bool> release{false};
+  db.on_bulk = [&](std::span<const int>) {
+    bulk_running = true;
+    await([&] { return release.load(); });
+  };
+  bulk_cache_t cache({.max_entries = 100, .ttl = seconds(60)}, bulk_loader{&db}, db.clock);
+  opt_strings leader_got;
+  std::thread leader([&] { leader_got = cache.get_all(ints({1, 2, 3})); });
+  REQUIRE(await([&] { return bulk_running.load(); }));
+  std::vector<std::optional<std::string>> got(k_readers);
+  std::vector<std::thread> readers;
+  for (int t = 0; t < k_readers; ++t) {
+    readers.emplace_back([&, t] { got[t] = cache.get(1 + t % 3); });
+  }
+  REQUIRE(await([&] { return cache.stats().loads.coalesced == k_readers; }));
+  release = true;
+  leader.join();
+  for (auto& th : readers) th.join();
+  REQUIRE(leader_got == opt_strings{"one", "two", "three"});
+  for (int t = 0; t < k_readers; ++t) REQUIRE(got[t] == db.rows[1 + t % 3]);
+  REQUIRE(db.single_queries == 0);
+  REQUIRE(db.bulk_queries == 1);
+}
+
+TEST_CASE("read_through: a failing bulk load reaches every waiter and caches nothing",
+          "[read_through][get_all]") {
+  bulk_db db;
+  db.rows = {{1, "one"}, {2, "two"}};
+  std::atomic<bool> bulk_running{false};
+  std::atomic<bool> release{false};
+  std::atomic<bool> fail{true};
+  db.on_bulk = [&](std::span<const int>) {
+    bulk_running = true;
+    await([&] { return release.load(); });
+    if (fail) throw std::runtime_error("db down");
+  };
+  bulk_cache_t cache({.max_entries = 100, .ttl = seconds(60), .negative_ttl = seconds(60)},
+                     bulk_loader{&db}, db.clock);
+  std::exception_ptr leader_error;
+  std::thread leader([&] {
+    try {
+      cache.get_all(ints({1, 2, 3}));
+    } catch (...) {
+      leader_error = std::current_exception();
+    }
+  });
+  REQUIRE(await([&] { return bulk_running.load(); }));
+  // Workers keep only the exception_ptr; the main thread reads the message (see single_flight.hpp
+  // on TSan and shared exception objects).
+  std::vector<std::exception_ptr> errors(3);
+  std::vector<std::thread> readers;
+  for (int k = 1; k <= 3; ++k) {
+    readers.emplace_back([&, k] {
+      try {
+        cache.get(k);
+      } catch (...) {
+        errors[k - 1] = std::current_exception();
+      }
+    });
+  }
+  REQUIRE(await([&] { return cache.stats().loads.coalesced == 3; }));
+  release = true;
+  leader.join();
+  for (auto& th : readers) th.join();
+  auto message = [](const std::exception_ptr& e) -> std::string {
+    try {
+      if (e) std::rethrow_exception(e);
+    } catch (const std::runtime_error& err) {
+      return err.what();
+    }
+    return "(no error)";
+  };
+  REQUIRE(message(leader_error) == "db down");
+  for (auto& e : errors) REQUIRE(message(e) == "db down");
+  REQUIRE(cache.size() == 0);  // neither the values nor 3's absence
+  REQUIRE(db.single_queries == 0);
+  REQUIRE(cache.stats().loads.load_failures == 1);
+  fail = false;
+  REQUIRE(cache.get_all(ints({1, 2, 3})) == opt_strings{"one", "two", std::nullopt});
+  REQUIRE(db.bulk_queries == 2);
+}
+
+TEST_CASE("read_through: get_all with a Loader without load_all loads key by key, once each",
+          "[read_through][get_all]") {
+  fake_db db;
+  db.rows = {{1, "one"}, {2, "two"}};
+  cache_t cache({.max_entries = 100, .ttl = seconds(60), .negative_ttl = seconds(60)},
+                db_loader{&db}, db.clock);
+  REQUIRE(cache.get_all(ints({2, 1, 2, 9})) == opt_strings{"two", "one", "two", std::nullopt});
+  REQUIRE(db.queries == 3);
+  REQUIRE(cache.stats().loads.loads == 1);  // one batch, loaded by three load() calls
+  REQUIRE(cache.get_all(ints({9, 1, 2})) == opt_strings{std::nullopt, "one", "two"});
+  REQUIRE(db.queries == 3);
+  db.fail = true;  // a failing load() fails the batch, and nothing of it is cached
+  const auto cached = cache.size();
+  REQUIRE_THROWS_AS(cache.get_all(ints({5, 6})), std::runtime_error);
+  REQUIRE(cache.size() == cached);
+  REQUIRE(cache.stats().loads.load_failures == 1);
+}
+
+TEST_CASE("read_through: get_all does not cache a key invalidated during its bulk load",
+          "[read_through][get_all]") {
+  bulk_db db;
+  db.rows = {{1, "old"}, {2, "two"}};
+  std::function<void(int)> invalidate;
+  db.on_bulk = [&](std::span<const int>) {
+    if (db.bulk_queries == 1) invalidate(1);  // a writer lands while the first batch loads
+  };
+  bulk_cache_t cache({.max_entries = 100, .ttl = seconds(60)}, bulk_loader{&db}, db.clock);
+  invalidate = [&](int k) { cache.invalidate(k); };
+  REQUIRE(cache.get_all(ints({1, 2})) == opt_strings{"old", "two"});
+  REQUIRE(cache.size() == 1);  // 2 is cached, 1 is not
+  db.rows[1] = "new";
+  REQUIRE(cache.get_all(ints({1, 2})) == opt_strings{"new", "two"});
+  REQUIRE(db.take_batches() == std::vector<std::vector<int>>{{1, 2}, {1}});
+}
+
+TEST_CASE("read_through: get_all serves stale values on error only if every missed key has one",
+          "[read_through][get_all][stale]") {
+  bulk_db db;
+  db.rows = {{1, "one"}, {2, "two"}, {3, "three"}};
+  std::atomic<bool> fail{false};
+  db.on_bulk = [&](std::span<const int>) {
+    if (fail) throw std::runtime_error("db down");
+  };
+  bulk_cache_t cache(
+      {.max_entries = 100, .ttl = seconds(10), .xfetch_beta = 0, .stale_if_error = seconds(60)},
+      bulk_loader{&db}, db.clock);
+  REQUIRE(cache.get_all(ints({1, 2})) == opt_strings{"one", "two"});
+  db.clock.advance(seconds(30));  // expired 20 s ago: within stale_if_error
+  fail = true;
+  REQUIRE(cache.get_all(ints({1, 2})) == opt_strings{"one", "two"});
+  REQUIRE(cache.stats().stale_if_error_serves == 2);
+  REQUIRE_THROWS_AS(cache.get_all(ints({1, 3})), std::runtime_error);  // 3 has nothing stale
+  fail = false;
+  db.rows[1] = "ONE";
+  REQUIRE(cache.get_all(ints({1, 3})) == opt_strings{"ONE", "three"});  // expired: reloaded
+}
+
+TEST_CASE("read_through: get_all applies TTL jitter to what it loads", "[read_through][get_all]") {
+  bulk_db db;
+  for (int k = 0; k < 200; ++k) db.rows[k] = "v";
+  bulk_cache_t cache(
+      {.max_entries = 1000, .ttl = seconds(100), .ttl_jitter = 0.5, .xfetch_beta = 0, .seed = 7},
+      bulk_loader{&db}, db.clock);
+  std::vector<int> keys;
+  for (int k = 0; k < 200; ++k) keys.push_back(k);
+  REQUIRE(cache.get_all(keys).size() == keys.size());
+  // Jitter cuts each TTL by up to half: by 75 s some, not all, have expired; by 100 s all have.
+  db.clock.advance(seconds(75));
+  cache.get_all(keys);
+  const auto reloaded = db.take_batches().back().size();
+  REQUIRE(reloaded > 0);
+  REQUIRE(reloaded < keys.size());
+  db.clock.advance(seconds(100));
+  cache.get_all(keys);
+  REQUIRE(db.take_batches().back().size() == keys.size());
+}
+
+// ---------------------------------------------------------------------------------------------
+// cachet::load_all_from (source.hpp): the shapes a bulk loader may return
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+struct map_loader {  // answers with a std::map, and with rows nobody asked for
+  std::optional<std::string> load(const int&) { return std::nullopt; }
+  std::map<int, std::string> load_all(std::span<const int>) {
+    return {{1, "one"}, {2, "two"}, {99, "unasked"}};
+  }
+};
+
+struct optional_pairs_loader {  // pairs of (key, std::optional<V>); 2 explicitly absent
+  std::optional<std::string> load(const int&) { return std::nullopt; }
+  std::vector<std::pair<int, std::optional<std::string>>> load_all(std::span<const int>) {
+    return {{2, std::nullopt}, {1, "one"}, {1, "one again"}};
+  }
+};
+
+struct lending_loader {  // returns a view of its own rows: they must not be moved from
+  std::vector<std::pair<int, std::string>> rows = {{1, "a long enough string not to be SSO'd"}};
+  std::optional<std::string> load(const int&) { return std::nullopt; }
+  std::span<std::pair<int, std::string>> load_all(std::span<const int>) { return rows; }
+};
+
+struct wide_key_loader {  // rows keyed by a wider integer type than the cache's keys
+  std::optional<std::string> load(const int&) { return std::nullopt; }
+  std::vector<std::pair<long long, std::string>> load_all(std::span<const int>) {
+    return {{2LL, "two"}};
+  }
+};
+
+}  // namespace
+
+TEST_CASE("load_all_from: rows are matched to keys, whatever shape the loader returns",
+          "[read_through][load_all_from]") {
+  const auto keys = ints({2, 1, 3, 2});
+  using cachet::load_all_from;
+  SECTION("a std::map, with an unasked row ignored") {
+    map_loader l;
+    REQUIRE(load_all_from<int, std::string>(l, std::span<const int>(keys)) ==
+            opt_strings{"two", "one", std::nullopt, "two"});
+  }
+  SECTION("pairs with std::optional values; the last pair for a key wins") {
+    optional_pairs_loader l;
+    REQUIRE(load_all_from<int, std::string>(l, std::span<const int>(keys)) ==
+            opt_strings{std::nullopt, "one again", std::nullopt, std::nullopt});
+  }
+  SECTION("a view of the loader's own rows is copied, not moved from") {
+    lending_loader l;
+    REQUIRE(load_all_from<int, std::string>(l, std::span<const int>(keys))[1] ==
+            "a long enough string not to be SSO'd");
+    REQUIRE(l.rows[0].second == "a long enough string not to be SSO'd");
+  }
+  SECTION("row keys of another type that converts to the key type") {
+    wide_key_loader l;
+    REQUIRE(load_all_from<int, std::string>(l, std::span<const int>(keys)) ==
+            opt_strings{"two", std::nullopt, std::nullopt, "two"});
+  }
+  SECTION("a Loader without load_all is called once per key, in order") {
+    std::vector<int> asked;
+    auto l = [&](const int& k) -> std::optional<std::string> {
+      asked.push_back(k);
+      return k == 1 ? std::optional<std::string>("one") : std::nullopt;
+    };
+    REQUIRE(load_all_from<int, std::string>(l, std::span<const int>(keys)) ==
+            opt_strings{std::nullopt, "one", std::nullopt, std::nullopt});
+    REQUIRE(asked == keys);
+  }
+}
+
+TEST_CASE("read_through: under the coarse default clock, XFetch still sees how long a load took",
+          "[read_through]") {
+  // A load of ~100 us inside one coarse tick (a few ms) measured 0 on that clock, which turned
+  // XFetch off. With beta huge, any measured delta makes the next read refresh early (the chance
+  // of no refresh is below 1e-5); a delta of 0 never does.
+  auto slow = [](const int& k) -> std::optional<int> {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+    while (std::chrono::steady_clock::now() < until) {
+    }
+    return k;
+  };
+  using coarse_store = cachet::sharded_store<int, int>;  // coarse_steady_clock
+  cachet::read_through<coarse_store, decltype(slow)> rt(
+      {.max_entries = 16, .ttl = std::chrono::hours(1), .xfetch_beta = 1e12, .seed = 7}, slow);
+  CHECK(rt.get(1) == 1);
+  CHECK(rt.get(1) == 1);
+  CHECK(rt.stats().early_refreshes == 1);
 }

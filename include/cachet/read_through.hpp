@@ -16,15 +16,19 @@
 //   - stale-while-revalidate: for a grace period after the TTL, readers get the stale value at
 //     once while one of them refreshes it (inline, on that reader's thread: no thread is started);
 //   - stale-if-error: for a bound after the TTL, a failing load is answered with the stale value.
-// Bulk loads are not here yet.
+//   - bulk reads: get_all(keys) serves the cached keys and loads all the others in one call of the
+//     Loader's load_all() (see source.hpp; a Loader without one is called once per key), sharing
+//     single-flight with get(): a key some other thread is loading is waited for, not reloaded,
+//     and other threads asking for a key of the batch wait for the batch.
 //
 // Thread safety: all members are thread-safe. The loader runs on a caller's thread with no cache
 // lock held; different keys load in parallel. A reader that wins the XFetch draw runs the refresh
 // itself (it pays the load's latency; nobody waits for it).
 //
 // Exception safety: get() rethrows the loader's exception to every caller waiting on that load and
-// caches nothing. A failing early refresh does not fail the read that ran it: the current value is
-// returned and refresh_failures is counted.
+// caches nothing; get_all() does the same for a failed bulk load (all its keys fail together). A
+// failing early refresh does not fail the read that ran it: the current value is returned and
+// refresh_failures is counted.
 //
 // Example:
 //   auto load_user = [&db](int id) { return db.find_user(id); };   // std::optional<User>
@@ -32,6 +36,8 @@
 //       {.max_entries = 100'000, .ttl = std::chrono::minutes(5), .negative_ttl =
 //       std::chrono::seconds(10)}, load_user);
 //   std::optional<User> u = users.get(42);
+//   std::vector<int> ids = {1, 2, 3};
+//   std::vector<std::optional<User>> us = users.get_all(ids);  // us[i] answers ids[i]
 #pragma once
 
 #include <algorithm>
@@ -42,9 +48,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
+#include "cachet/clock.hpp"
 #include "cachet/detail/invalidation_guard.hpp"
 #include "cachet/hash.hpp"
 #include "cachet/options.hpp"
@@ -142,6 +152,62 @@ class read_through {
     }
   }
 
+  // One answer per key of `keys`, in order, as get() would give for each (std::nullopt: no such
+  // key), but with every key that needs loading loaded in ONE call: the Loader's
+  // load_all(missing keys) if it has one (see cachet::bulk_loader), else its load() for each key in
+  // turn on this thread. Fresh cached values count as hits and cached absences as negative_hits;
+  // everything else is a miss: keys that are not cached or whose value has expired, including
+  // values that get() would serve stale (get_all waits for their reload; it draws no XFetch early
+  // refresh). A missed key that another thread is loading already is waited for, not reloaded;
+  // duplicate keys are loaded once. What is loaded is cached exactly as by get(): TTL with jitter,
+  // absence for negative_ttl, nothing if an invalidate() raced with the load.
+  // Throws what the load throws (every key of the bulk load fails together and nothing of it is
+  // cached), except under stale_if_error when every missed key still has a value within that
+  // bound: then those stale values are served (counted in stale_if_error_serves). Also
+  // recursive_load_error / load_timeout_error as get(), and std::bad_alloc. Allocates the result
+  // and per-call bookkeeping.
+  std::vector<std::optional<mapped_type>> get_all(std::span<const key_type> keys) {
+    std::vector<std::optional<mapped_type>> out(keys.size());
+    std::vector<key_type> missed;
+    std::vector<std::size_t> missed_at;             // missed[j] answers keys[missed_at[j]]
+    std::vector<std::optional<mapped_type>> stale;  // missed[j]'s value within stale_if_error
+    bool all_stale = true;  // every missed key has a value within stale_if_error
+    const std::int64_t now = clock_.now().count();
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      std::optional<entry> e = store_.get(keys[i]);
+      if (e && !e->value) {
+        negative_hits_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      if (e && now < e->expiry_ns) {
+        hits_.fetch_add(1, std::memory_order_relaxed);
+        out[i] = std::move(e->value);
+        continue;
+      }
+      misses_.fetch_add(1, std::memory_order_relaxed);
+      missed.push_back(keys[i]);
+      missed_at.push_back(i);
+      if (e && now < e->expiry_ns + opts_.stale_if_error.count()) {
+        stale.push_back(std::move(e->value));
+      } else {
+        stale.emplace_back();
+        all_stale = false;
+      }
+    }
+    if (missed.empty()) return out;
+    std::vector<std::optional<mapped_type>> loaded;
+    try {
+      loaded = flights_.load_all(std::span<const key_type>(missed),
+                                 [&](std::span<const key_type> led) { return fill_all(led); });
+    } catch (...) {
+      if (!all_stale) throw;
+      stale_if_error_serves_.fetch_add(missed.size(), std::memory_order_relaxed);
+      loaded = std::move(stale);
+    }
+    for (std::size_t j = 0; j < missed.size(); ++j) out[missed_at[j]] = std::move(loaded[j]);
+    return out;
+  }
+
   // Call after the source's row for `key` changed: drops the cached entry, and any load of `key`
   // in flight will not cache what it read. Returns whether an entry was cached.
   bool invalidate(const key_type& key) {
@@ -225,20 +291,55 @@ class read_through {
     }
   }
 
+  // The time loads are measured on (XFetch's delta). The default coarse clock ticks every few
+  // milliseconds, which would round most loads down to 0 and silently turn refresh-ahead off, so
+  // under it loads are timed with steady_clock. Any other clock (manual_clock in tests) is used as
+  // it is.
+  std::int64_t load_clock() const noexcept {
+    if constexpr (std::is_same_v<clock_type, coarse_steady_clock>) {
+      return steady_clock{}.now().count();
+    } else {
+      return clock_.now().count();
+    }
+  }
+
   // Loads `key` and caches the outcome, unless an invalidate() raced with the load.
   std::optional<mapped_type> fill(const key_type& key) {
     const std::uint64_t token = guard_.begin(key);
-    const std::int64_t t0 = clock_.now().count();
+    const std::int64_t l0 = load_clock();
     std::optional<mapped_type> v = load_from<key_type, mapped_type>(loader_, key);
+    const std::int64_t delta = load_clock() - l0;
     const std::int64_t t1 = clock_.now().count();
     const std::chrono::nanoseconds ttl = v ? jittered(opts_.ttl) : opts_.negative_ttl;
     if (ttl > std::chrono::nanoseconds::zero()) {
       // A value is kept past its TTL for as long as it may still be served stale.
       const std::chrono::nanoseconds keep = v ? ttl + stale_window_ : ttl;
-      store_.put(key, entry{v, t1 + ttl.count(), t1 - t0}, keep);
+      store_.put(key, entry{v, t1 + ttl.count(), delta}, keep);
       if (guard_.raced(key, token)) store_.erase(key);  // a write landed meanwhile: drop the fill
     }
     return v;
+  }
+
+  // fill() for a batch: loads `keys` (distinct) in one load_all_from() call and caches each
+  // outcome, unless an invalidate() of that key raced with the load. Every entry gets the batch's
+  // duration as its XFetch delta.
+  std::vector<std::optional<mapped_type>> fill_all(std::span<const key_type> keys) {
+    std::vector<std::uint64_t> tokens(keys.size());
+    for (std::size_t i = 0; i < keys.size(); ++i) tokens[i] = guard_.begin(keys[i]);
+    const std::int64_t l0 = load_clock();
+    std::vector<std::optional<mapped_type>> vs =
+        load_all_from<key_type, mapped_type, typename Store::hasher, typename Store::key_equal>(
+            loader_, keys);
+    const std::int64_t delta = load_clock() - l0;
+    const std::int64_t t1 = clock_.now().count();
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      const std::chrono::nanoseconds ttl = vs[i] ? jittered(opts_.ttl) : opts_.negative_ttl;
+      if (ttl <= std::chrono::nanoseconds::zero()) continue;
+      const std::chrono::nanoseconds keep = vs[i] ? ttl + stale_window_ : ttl;
+      store_.put(keys[i], entry{vs[i], t1 + ttl.count(), delta}, keep);
+      if (guard_.raced(keys[i], tokens[i])) store_.erase(keys[i]);
+    }
+    return vs;
   }
 
   std::chrono::nanoseconds jittered(std::chrono::nanoseconds ttl) noexcept {

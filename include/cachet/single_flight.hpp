@@ -4,10 +4,15 @@
 // miss the same key at once, the first (the leader) runs the load; the others (followers) wait for
 // it without spinning and all receive the same result: the value, or the same exception rethrown.
 // Nothing is remembered after the load completes, so a failed load is retried by the next caller.
+// load_all() does the same for a batch of keys: it waits for the keys already in flight and loads
+// all the others in one bulk call that it leads, so one SQL `WHERE id IN (...)` serves the batch
+// and every thread that asks for one of its keys meanwhile.
 //
 // Thread safety: all members are thread-safe. The load runs on the leader's thread with no lock of
 // this object held; loads of different keys never wait for each other. Followers block in
-// std::shared_future::wait (a futex), optionally bounded by options::follower_timeout.
+// std::shared_future::wait (a futex), optionally bounded by options::follower_timeout. load_all()
+// publishes the results of the keys it leads before it waits for any other thread's load, so two
+// overlapping batches cannot wait for each other.
 //
 // Exception safety: load() rethrows the load's exception to the leader and every follower of that
 // flight: the same exception object, shared through std::exception_ptr. (ThreadSanitizer cannot see
@@ -17,11 +22,21 @@
 // the calling thread is itself loading the same key through this object (a loader that loads its
 // own key would otherwise deadlock), and load_timeout_error when a follower's wait exceeds
 // follower_timeout (the flight continues). It may throw std::bad_alloc; the flight's bookkeeping is
-// then left unchanged.
+// then left unchanged. load_all() is the same per key: a bulk call's exception reaches every flight
+// it led; whatever happens, every flight it started is completed (value or exception) and retired,
+// so no follower is left waiting.
+//
+// Stats: loads, failures, followers, timeouts, total load time, and p50 / p99 load latency from a
+// lock-free log-linear histogram (detail/latency_histogram.hpp: reports within +6.25% of the true
+// percentile, never below it). A bulk call counts as one load.
 //
 // Example:
 //   cachet::single_flight<std::string, std::string> flights;
 //   auto v = flights.load("user:42", [&] { return db.query("user:42"); });  // one query per key
+//   std::vector<std::string> ids = {"user:1", "user:2", "user:1"};
+//   auto rows = flights.load_all(ids, [&](std::span<const std::string> missing) {
+//     return cachet::load_all_from<std::string, std::string>(db_loader, missing);  // one query
+//   });  // rows[i] answers ids[i]
 #pragma once
 
 #include <absl/container/flat_hash_map.h>
@@ -36,10 +51,14 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
+#include "cachet/detail/latency_histogram.hpp"
 #include "cachet/hash.hpp"
 #include "cachet/options.hpp"
 
@@ -60,11 +79,15 @@ class load_timeout_error : public std::runtime_error {
 };
 
 struct single_flight_stats {
-  std::uint64_t loads = 0;          // loads run (by leaders)
+  std::uint64_t loads = 0;          // loads run (by leaders); a bulk load_all call counts once
   std::uint64_t load_failures = 0;  // loads that threw
-  std::uint64_t coalesced = 0;      // callers served by another thread's load (followers)
+  std::uint64_t coalesced = 0;      // callers (per key) served by another thread's load
   std::uint64_t timeouts = 0;       // followers that gave up waiting
   std::uint64_t load_nanos = 0;     // total time spent in loads
+  // Median and 99th percentile of one load's duration, 0 before the first load. Each is the upper
+  // bound of a histogram bucket: at least the true percentile and less than 6.25% above it.
+  std::uint64_t load_p50_nanos = 0;
+  std::uint64_t load_p99_nanos = 0;
 };
 
 template <class K, class V, class Hash = cachet::hash<K>, class KeyEqual = std::equal_to<>>
@@ -118,6 +141,78 @@ class single_flight {
     return true;
   }
 
+  // Returns one answer per key of `keys`, in order, loading each distinct key at most once:
+  //   - a key with a load already in flight (another thread's load() or load_all()) is waited for,
+  //     as a follower (counted in `coalesced`), like load() does;
+  //   - all the other distinct keys become flights led by this caller and are loaded by ONE call
+  //     `bulk(led)`, with `led` a std::span<const K> of those keys (first-occurrence order, no
+  //     duplicates). It must return something convertible to std::vector<std::optional<V>> with
+  //     one answer per key of `led`, in the same order (cachet::load_all_from() builds that from a
+  //     BulkLoader's rows). It is not called when every key is in flight already.
+  // Other threads that ask for a led key while `bulk` runs wait for it and get its answer. The
+  // led flights are completed (and retired) before this caller waits for anyone else's.
+  // Throws: recursive_load_error, before loading anything, if the calling thread is itself loading
+  // one of the keys through this object; what `bulk` throws (also delivered to every follower of
+  // the led keys; a result of the wrong length is reported as std::length_error the same way);
+  // the exception of a followed load, or load_timeout_error; std::bad_alloc. In every case, every
+  // flight this call started has been completed and retired by the time it returns. (If V's move
+  // constructor throws while the answers are published, this caller gets that exception, the
+  // followers of the key being moved get std::future_error(broken_promise) and those of the keys
+  // after it the same exception. V's move should not throw; sharded_store requires that anyway.)
+  // Allocates the result and per-call bookkeeping.
+  template <class F>
+  std::vector<std::optional<V>> load_all(std::span<const K> keys, F&& bulk) {
+    std::vector<std::optional<V>> out(keys.size());
+    if (keys.empty()) return out;
+
+    // Distinct keys, in first-occurrence order; slot_of[i] is the slot answering keys[i].
+    std::vector<std::size_t> slot_of(keys.size());
+    std::vector<batch_slot> slots;
+    {
+      absl::flat_hash_map<K, std::size_t, Hash, KeyEqual> seen;
+      seen.reserve(keys.size());
+      for (std::size_t i = 0; i < keys.size(); ++i) {
+        auto [it, inserted] = seen.try_emplace(keys[i], slots.size());
+        if (inserted) slots.push_back(batch_slot{i, {}, nullptr, false});
+        slot_of[i] = it->second;
+      }
+    }
+    // Refuse a recursive load before starting any flight: flights led by this thread are up this
+    // thread's stack, so none can start or end before the join below.
+    for (const batch_slot& b : slots) {
+      shard& s = shard_for(keys[b.first]);
+      std::lock_guard<std::mutex> g(s.mu);
+      auto it = s.flights.find(keys[b.first]);
+      if (it != s.flights.end() && it->second->leader == std::this_thread::get_id()) {
+        throw recursive_load_error();
+      }
+    }
+
+    // Join the flights in progress; start (and lead) the others.
+    std::size_t joined = 0;
+    try {
+      for (; joined < slots.size(); ++joined) {
+        batch_slot& b = slots[joined];
+        b.f = join_or_start(shard_for(keys[b.first]), keys[b.first], b.promise, b.leader);
+      }
+    } catch (...) {
+      complete_led(keys, slots, joined, std::current_exception());
+      throw;
+    }
+
+    // Lead: one bulk call for every key nobody else was loading, its answers published at once.
+    std::exception_ptr led_error = lead_batch(keys, slots, std::forward<F>(bulk));
+    if (led_error) std::rethrow_exception(led_error);
+
+    // Follow: wait for the loads of other threads, then answer each key from its flight (get()
+    // rethrows a followed load's exception).
+    for (batch_slot& b : slots) {
+      if (!b.leader) await_flight(*b.f);
+    }
+    for (std::size_t i = 0; i < keys.size(); ++i) out[i] = slots[slot_of[i]].f->result.get();
+    return out;
+  }
+
   // Number of loads in flight now (weakly consistent).
   std::size_t in_flight() const {
     std::size_t n = 0;
@@ -128,10 +223,16 @@ class single_flight {
     return n;
   }
 
+  // A snapshot of the counters (each exact, not atomic together). The percentiles scan the latency
+  // histogram's 976 buckets a few times: microseconds, not free; no allocation, no lock.
   single_flight_stats stats() const noexcept {
-    return {loads_.load(std::memory_order_relaxed), load_failures_.load(std::memory_order_relaxed),
-            coalesced_.load(std::memory_order_relaxed), timeouts_.load(std::memory_order_relaxed),
-            load_nanos_.load(std::memory_order_relaxed)};
+    return {loads_.load(std::memory_order_relaxed),
+            load_failures_.load(std::memory_order_relaxed),
+            coalesced_.load(std::memory_order_relaxed),
+            timeouts_.load(std::memory_order_relaxed),
+            load_nanos_.load(std::memory_order_relaxed),
+            latency_.percentile(0.5),
+            latency_.percentile(0.99)};
   }
 
  private:
@@ -145,6 +246,16 @@ class single_flight {
   struct alignas(64) shard {
     mutable std::mutex mu;
     absl::flat_hash_map<K, std::shared_ptr<flight>, Hash, KeyEqual> flights;
+  };
+
+  // One distinct key of a load_all() batch: keys[first] is the key; `promise` feeds `f` when this
+  // caller leads it; `done` once that promise holds a value or an exception.
+  struct batch_slot {
+    std::size_t first;
+    std::promise<std::optional<V>> promise;
+    std::shared_ptr<flight> f;
+    bool leader = false;
+    bool done = false;
   };
 
   shard& shard_for(const K& key) {
@@ -175,24 +286,101 @@ class single_flight {
   void lead(shard& s, const K& key, const std::shared_ptr<flight>& f,
             std::promise<std::optional<V>>& promise, F&& load) {
     const auto start = std::chrono::steady_clock::now();
+    bool failed = false;
     try {
       promise.set_value(std::forward<F>(load)());
     } catch (...) {
-      load_failures_.fetch_add(1, std::memory_order_relaxed);
+      failed = true;
       promise.set_exception(std::current_exception());
     }
-    loads_.fetch_add(1, std::memory_order_relaxed);
-    load_nanos_.fetch_add(
-        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                       std::chrono::steady_clock::now() - start)
-                                       .count()),
-        std::memory_order_relaxed);
+    record_load(start, failed);
+    retire(s, key, f);
+  }
+
+  // load_all()'s leader part: loads the keys of the led slots in one `bulk` call with no lock held,
+  // publishes each answer (or the failure, to every led slot still open), counts the load, and
+  // retires the led flights. Returns the failure, or null: whatever goes wrong in the load reaches
+  // the followers through the promises and the caller through the return value. (Only Hash or
+  // KeyEqual throwing while the flights are retired escapes, as in lead().)
+  template <class F>
+  std::exception_ptr lead_batch(std::span<const K> keys, std::vector<batch_slot>& slots, F&& bulk) {
+    std::size_t n_led = 0;
+    for (const batch_slot& b : slots) n_led += b.leader ? 1 : 0;
+    if (n_led == 0) return nullptr;
+    std::exception_ptr error;
+    bool called = false;
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      std::vector<K> led;  // unused when the caller leads every key of `keys` once
+      std::span<const K> led_keys = keys;
+      if (n_led != keys.size()) {
+        led.reserve(n_led);
+        for (const batch_slot& b : slots) {
+          if (b.leader) led.push_back(keys[b.first]);
+        }
+        led_keys = std::span<const K>(led);
+      }
+      called = true;
+      std::vector<std::optional<V>> results = std::forward<F>(bulk)(led_keys);
+      if (results.size() != n_led) {
+        throw std::length_error("cachet: single_flight::load_all: the bulk load returned " +
+                                std::to_string(results.size()) + " results for " +
+                                std::to_string(n_led) + " keys");
+      }
+      std::size_t j = 0;
+      for (batch_slot& b : slots) {
+        if (!b.leader) continue;
+        // Marked first: if moving the value into the promise throws (a V whose move throws), the
+        // promise cannot portably be completed any more (an exception escaping std::call_once:
+        // libstdc++ PR 66146, TSan's pthread_once); its followers get broken_promise instead,
+        // when `slots` is destroyed as load_all() leaves.
+        b.done = true;
+        b.promise.set_value(std::move(results[j++]));
+      }
+    } catch (...) {
+      error = std::current_exception();
+    }
+    if (called) record_load(start, error != nullptr);
+    complete_led(keys, slots, slots.size(), error);
+    return error;
+  }
+
+  // Gives every led slot among the first `n` that is still open the exception `error`, then
+  // retires every led flight among them.
+  void complete_led(std::span<const K> keys, std::vector<batch_slot>& slots, std::size_t n,
+                    const std::exception_ptr& error) {
+    for (std::size_t i = 0; i < n; ++i) {
+      batch_slot& b = slots[i];
+      if (!b.leader) continue;
+      if (!b.done) {
+        b.promise.set_exception(error);
+        b.done = true;
+      }
+      retire(shard_for(keys[b.first]), keys[b.first], b.f);
+    }
+  }
+
+  // Removes `f` from the map, if it is still `key`'s flight, so the next caller loads afresh.
+  void retire(shard& s, const K& key, const std::shared_ptr<flight>& f) {
     std::lock_guard<std::mutex> g(s.mu);
     auto it = s.flights.find(key);
     if (it != s.flights.end() && it->second == f) s.flights.erase(it);
   }
 
-  std::optional<V> follow(flight& f) {
+  void record_load(std::chrono::steady_clock::time_point start, bool failed) noexcept {
+    const auto nanos =
+        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                       std::chrono::steady_clock::now() - start)
+                                       .count());
+    if (failed) load_failures_.fetch_add(1, std::memory_order_relaxed);
+    loads_.fetch_add(1, std::memory_order_relaxed);
+    load_nanos_.fetch_add(nanos, std::memory_order_relaxed);
+    latency_.record(nanos);
+  }
+
+  // Waits, as a follower, until `f` has its result (recursive_load_error if this thread leads it;
+  // load_timeout_error past follower_timeout).
+  void await_flight(flight& f) {
     if (f.leader == std::this_thread::get_id()) throw recursive_load_error();
     coalesced_.fetch_add(1, std::memory_order_relaxed);
     if (opts_.follower_timeout.count() > 0 &&
@@ -200,6 +388,10 @@ class single_flight {
       timeouts_.fetch_add(1, std::memory_order_relaxed);
       throw load_timeout_error();
     }
+  }
+
+  std::optional<V> follow(flight& f) {
+    await_flight(f);
     return f.result.get();
   }
 
@@ -210,6 +402,7 @@ class single_flight {
   std::array<shard, k_shards> shards_;
   std::atomic<std::uint64_t> loads_{0}, load_failures_{0}, coalesced_{0}, timeouts_{0},
       load_nanos_{0};
+  detail::latency_histogram latency_;
 };
 
 }  // namespace cachet
