@@ -498,3 +498,41 @@ TEST_CASE("write_back: shutdown_timeout bounds the destructor and reports what i
   CHECK(t->snapshot().empty());
 }
 
+TEST_CASE("write_back: flush() returns under sustained writes", "[write_back]") {
+  // The source and the writer run in lockstep: each store() waits until the writer has put two
+  // more keys since the last store, and the writer stays at most 64 puts ahead of the last store.
+  // So while the writer runs, a batch is always ready and the flusher never sees an empty round;
+  // flush() must still return once the writes made before it are in the Source.
+  struct paced : keyed_source {
+    std::atomic<long>* progress;  // puts by the writer
+    std::atomic<long>* last;      // progress at the latest store()
+    std::atomic<bool>* stop;
+    void store(const int& k, const int& v) {
+      while (!*stop && progress->load() < last->load() + 2) std::this_thread::yield();
+      last->store(progress->load());
+      keyed_source::store(k, v);
+    }
+  };
+  auto t = std::make_shared<table>();
+  std::atomic<long> progress{0}, last{0};
+  std::atomic<bool> stop{false};
+  auto o = lazy();
+  o.max_batch = 4;
+  wb_t<paced> wb(paced{{t}, &progress, &last, &stop}, o, small_cache(100),
+                 cachet::manual_clock{});
+  for (int i = 0; i < 100; ++i) wb.put(i, i);
+  std::thread writer([&] {
+    for (int i = 1000; !stop; ++i) {  // new keys, without end
+      while (!stop && progress.load() >= last.load() + 64) std::this_thread::yield();
+      wb.put(i, i);
+      ++progress;
+    }
+  });
+  const bool flushed = wb.flush_for(std::chrono::seconds(60));
+  const auto rows = t->snapshot();
+  stop = true;
+  writer.join();
+  CHECK(flushed);
+  for (int i = 0; i < 100; ++i) REQUIRE(rows.count(i) == 1);
+}
+
