@@ -74,6 +74,7 @@ using int_store = cachet::sharded_store<int, int, P, cachet::manual_clock>;
 
 #define CACHET_ALL_BACKENDS \
   cachet::lru, cachet::lfu, cachet::fifo, cachet::ttl, cachet::random, cachet::no_eviction, \
-      cachet::sieve, cachet::s3fifo
-#define CACHET_EVICTING_BACKENDS \
-  cachet::lru, cachet::lfu, cachet::fifo, cachet::ttl, cachet::random, cachet::sieve, cachet::s3fifo
+      cachet::sieve, cachet::s3fifo, cachet::w_tinylfu, cachet::w_tinylfu_adaptive
+#define CACHET_EVICTING_BACKENDS                                                               \
+  cachet::lru, cachet::lfu, cachet::fifo, cachet::ttl, cachet::random, cachet::sieve, cachet::s3fifo, \
+      cachet::w_tinylfu, cachet::w_tinylfu_adaptive

@@ -75,6 +75,7 @@ void for_each_policy(F&& f) {
 #endif
 #ifdef CACHET_SIM_HAS_W_TINYLFU
   f.template operator()<cachet::w_tinylfu>("w_tinylfu");
+  f.template operator()<cachet::w_tinylfu_adaptive>("w_tinylfu_adaptive");
 #endif
   f.template operator()<cachet::no_eviction>("no_eviction");  // keeps the first keys it sees
 }

@@ -3,7 +3,7 @@
 // Purpose: embeddable, header-only C++20 caching. Include this, or one header per feature:
 //   cachet/sharded_store.hpp  the concurrent, bounded, expiring in-process store
 //   cachet/eviction/*.hpp     eviction policies: lru, lfu, fifo, ttl, random, no_eviction, sieve,
-//                             s3fifo
+//                             s3fifo, w_tinylfu
 //   cachet/clock.hpp          coarse_steady_clock (default), steady_clock, manual_clock (tests)
 //   cachet/hash.hpp           seeded xxh3 / integer mixing
 //   cachet/options.hpp        store_options, invalid_option, put_result, removal_cause
@@ -35,6 +35,7 @@
 #include "cachet/eviction/s3fifo.hpp"
 #include "cachet/eviction/sieve.hpp"
 #include "cachet/eviction/ttl.hpp"
+#include "cachet/eviction/w_tinylfu.hpp"
 #include "cachet/fwd.hpp"
 #include "cachet/hash.hpp"
 #include "cachet/options.hpp"

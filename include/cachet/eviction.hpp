@@ -38,11 +38,10 @@
 //     FIFO of 32-bit hashes (fixed ring + small table), and on_insert consults the ghost to place a
 //     returning key straight into main. victim() performs the queue moves and returns the entry to
 //     drop.
-//   - W-TinyLFU (Einziger, Friedman, Manes): a count-min sketch in the shard state sees every
-//   access
-//     through on_access (hash(i)) and on_miss(hash); window LRU + segmented-LRU main via hook
-//     links; admit(candidate_hash, victim) compares sketch frequencies (with a little randomness
-//     against hash-flooding) and may reject the newcomer.
+//   - W-TinyLFU (w_tinylfu.hpp): a count-min sketch in the shard state sees every access through
+//     on_access and on_miss(hash). The window/main duel happens in victim(): when the window is
+//     full, its oldest entry and main's probation victim are compared by sketch frequency and
+//     victim() returns the loser. admit() is not used; new keys always enter the window.
 //
 // Thread safety: a shard_policy is used only under its shard's lock; it needs no synchronisation.
 //

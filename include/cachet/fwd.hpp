@@ -20,6 +20,12 @@ struct sieve;
 template <unsigned SmallPercent, unsigned MoveThreshold, unsigned FreqCap>
 struct s3fifo_policy;
 using s3fifo = s3fifo_policy<10, 2, 3>;
+struct w_tinylfu_traits;
+struct w_tinylfu_adaptive_traits;
+template <class Traits>
+struct basic_w_tinylfu;
+using w_tinylfu = basic_w_tinylfu<w_tinylfu_traits>;
+using w_tinylfu_adaptive = basic_w_tinylfu<w_tinylfu_adaptive_traits>;
 struct steady_clock;
 struct coarse_steady_clock;
 class manual_clock;

@@ -177,6 +177,7 @@ class sharded_store {
     auto& n = s.nodes[i];
     if (n.deadline != detail::k_never && n.deadline <= now()) [[unlikely]] {
       s.misses.add();
+      if constexpr (k_has_on_miss) s.policy.on_miss(low32(h));  // a miss for the sketch too
       expire_and_unlock(s, it, i, lock);
       return std::nullopt;
     }

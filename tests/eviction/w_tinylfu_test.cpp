@@ -1,0 +1,521 @@
+#include <algorithm>
+#include <cachet/detail/count_min_sketch.hpp>
+#include <cachet/eviction/w_tinylfu.hpp>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "model.hpp"
+
+using cachet::removal_cause;
+using cachet::detail::count_min_sketch;
+using cachet::detail::index_t;
+using cachet::detail::npos;
+using namespace cachet_test;
+
+namespace {
+
+// A fixed, avalanching key hash, so the tests know the 32-bit hash the policy sees (the low half).
+struct spread_hash {
+  using is_avalanching = void;
+  std::uint64_t operator()(int k) const noexcept {
+    return cachet::detail::mix64(static_cast<std::uint64_t>(k) + 0x5151);
+  }
+};
+std::uint32_t hash32(int k) { return static_cast<std::uint32_t>(spread_hash{}(k)); }
+
+template <class P>
+using wt_store = cachet::sharded_store<int, int, P, cachet::manual_clock, spread_hash>;
+
+// A get that fills on a miss, as read-through does.
+template <class S>
+bool read(S& s, int k) {
+  if (s.get(k)) return true;
+  s.put(k, k);
+  return false;
+}
+
+// The Nodes a policy sees, without a store: for driving a shard_policy directly.
+template <class P>
+struct fake_nodes {
+  std::vector<typename P::hook> hooks;
+  std::vector<std::uint32_t> hashes;
+  typename P::hook& hook(index_t i) { return hooks[i]; }
+  std::int64_t deadline(index_t) const { return cachet::detail::k_never; }
+  std::uint32_t hash(index_t i) const { return hashes[i]; }
+  void prefetch(index_t) const {}
+};
+
+}  // namespace
+
+static_assert(sizeof(cachet::w_tinylfu::hook) == 12, "w_tinylfu's documented hook size");
+static_assert(cachet::eviction_policy<cachet::w_tinylfu_adaptive>);
+
+TEST_CASE("w_tinylfu: sizes its window, protected segment and sketch from the capacity",
+          "[w_tinylfu]") {
+  using policy = cachet::w_tinylfu::shard_policy<fake_nodes<cachet::w_tinylfu>>;
+  fake_nodes<cachet::w_tinylfu> n;
+  struct want {
+    std::size_t cap, window, prot, sketch_bytes;
+  };
+  for (const want w :
+       {want{1, 1, 0, 64}, want{10, 1, 7, 128}, want{100, 1, 79, 1024}, want{250, 3, 197, 2048},
+        want{1000, 10, 792, 8192}, want{1025, 11, 811, 16384}}) {
+    policy p(&n, cachet::policy_init{w.cap, 1});
+    INFO("capacity " << w.cap);
+    CHECK(p.window_max() == w.window);
+    CHECK(p.protected_max() == w.prot);
+    CHECK(p.sketch().bytes() == w.sketch_bytes);
+    CHECK(p.sketch().sample_size() == 10 * w.cap);
+  }
+}
+
+TEST_CASE("w_tinylfu: the window's candidate duels main's victim by frequency", "[w_tinylfu]") {
+  cachet::manual_clock clock;
+  recorder<int, int> rec;
+  // Capacity 10: window 1, main 9 (protected at most 7).
+  wt_store<cachet::w_tinylfu> s({.max_entries = 10, .shards = 1, .on_removal = rec.listener()},
+                                clock);
+  for (int k = 0; k < 10; ++k) s.put(k, k);  // filling: overflow enters probation, no eviction
+  REQUIRE(s.size() == 10);
+  REQUIRE(rec.take().empty());
+  // Window [9]; probation, least recent first: 0 1 2 ... 8. Puts of new keys count nothing.
+  for (int r = 0; r < 3; ++r) s.get(0);  // 0: frequency 3, promoted to protected
+  s.get(1);                              // 1: frequency 1, protected
+  // Probation's least recent is now 2 (frequency 0).
+  REQUIRE_FALSE(s.get(100));  // the miss counts: 100 has frequency 1
+  s.put(100, 100);            // candidate 9 (0) vs victim 2 (0): a tie keeps the victim
+  REQUIRE(rec.take_keys(removal_cause::evicted) == std::vector<int>{9});
+  s.put(101, 101);  // candidate 100 (1) vs victim 2 (0): 100 enters probation, 2 leaves
+  REQUIRE(rec.take_keys(removal_cause::evicted) == std::vector<int>{2});
+  s.put(102, 102);  // candidate 101 (0) vs victim 3 (0): 101 leaves
+  REQUIRE(rec.take_keys(removal_cause::evicted) == std::vector<int>{101});
+  CHECK(s.contains(100));
+  CHECK(s.contains(0));
+  CHECK(s.contains(1));
+}
+
+TEST_CASE("w_tinylfu: a one-hit wonder is not admitted over a frequent victim", "[w_tinylfu]") {
+  cachet::manual_clock clock;
+  recorder<int, int> rec;
+  wt_store<cachet::w_tinylfu> s({.max_entries = 10, .shards = 1, .on_removal = rec.listener()},
+                                clock);
+  for (int k = 0; k < 10; ++k) s.put(k, k);
+  for (int r = 0; r < 3; ++r) {
+    for (int k = 0; k < 9; ++k) REQUIRE(s.get(k));  // main's entries: frequency 3
+  }
+  REQUIRE_FALSE(read(s, 50));  // candidate 9 (0) loses to a victim of frequency 3
+  REQUIRE(rec.take_keys(removal_cause::evicted) == std::vector<int>{9});
+  for (int k = 51; k < 60; ++k) {  // each newcomer (1) pushes the previous one (1) out
+    REQUIRE_FALSE(read(s, k));
+    REQUIRE(rec.take_keys(removal_cause::evicted) == std::vector<int>{k - 1});
+  }
+  for (int k = 0; k < 9; ++k) CHECK(s.contains(k));
+  // A newcomer that is read while in the window builds frequency and does get in.
+  for (int r = 0; r < 4; ++r) REQUIRE(s.get(59));  // 59: frequency 5 > 3
+  REQUIRE_FALSE(read(s, 60));
+  const auto out = rec.take_keys(removal_cause::evicted);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0] >= 0);
+  CHECK(out[0] < 9);
+  CHECK(s.contains(59));
+}
+
+TEST_CASE("w_tinylfu: frequent keys survive a scan that flushes an LRU", "[w_tinylfu]") {
+  auto survivors = [](auto& s) {
+    for (int k = 0; k < 20; ++k) {
+      read(s, k);
+      for (int r = 0; r < 5; ++r) s.get(k);
+    }
+    for (int k = 1000; k < 2000; ++k) read(s, k);  // a one-off scan 10 times the cache
+    int n = 0;
+    for (int k = 0; k < 20; ++k) n += s.contains(k) ? 1 : 0;
+    return n;
+  };
+  cachet::manual_clock clock;
+  wt_store<cachet::w_tinylfu> w({.max_entries = 100, .shards = 1}, clock);
+  wt_store<cachet::lru> l({.max_entries = 100, .shards = 1}, clock);
+  CHECK(survivors(w) == 20);
+  CHECK(survivors(l) == 0);
+}
+
+TEST_CASE("w_tinylfu: halving lets a formerly hot key go", "[w_tinylfu]") {
+  // Capacity 10: the sketch halves every 100 additions. Key 0 is hot, then never read again.
+  cachet::manual_clock clock;
+  recorder<int, int> rec;
+  wt_store<cachet::w_tinylfu> s({.max_entries = 10, .shards = 1, .on_removal = rec.listener()},
+                                clock);
+  for (int k = 0; k < 10; ++k) s.put(k, k);
+  for (int r = 0; r < 15; ++r) s.get(0);
+  // Keys 1..8 are read twice a round; a newcomer read three times joins main each round; key 0
+  // drops to probation as protected fills, and its 15 fades by half every ~100 additions.
+  bool evicted0 = false;
+  for (int round = 0; round < 40 && !evicted0; ++round) {
+    for (int k = 1; k < 9; ++k) s.get(k);
+    const int fresh = 100 + round;
+    read(s, fresh);
+    s.get(fresh);
+    s.get(fresh);
+    for (int k = 1; k < 9; ++k) s.get(k);
+    for (int key : rec.take_keys(removal_cause::evicted)) evicted0 = evicted0 || key == 0;
+  }
+  CHECK(evicted0);
+}
+
+TEST_CASE("w_tinylfu: erased and cleared entries leave the policy", "[w_tinylfu]") {
+  cachet::manual_clock clock;
+  recorder<int, int> rec;
+  wt_store<cachet::w_tinylfu> s({.max_entries = 200, .shards = 1, .on_removal = rec.listener()},
+                                clock);
+  for (int k = 0; k < 200; ++k) read(s, k);
+  for (int k = 0; k < 200; k += 3) REQUIRE(s.erase(k));
+  for (int k = 0; k < 200; k += 2) s.get(k);
+  for (int k = 1000; k < 1067; ++k) read(s, k);  // refills the 67 erased slots: no eviction
+  CHECK(rec.take_keys(removal_cause::evicted).empty());
+  read(s, 5000);
+  CHECK(rec.take_keys(removal_cause::evicted).size() == 1);
+  s.clear();
+  CHECK(s.size() == 0);
+  rec.take();
+  for (int k = 0; k < 300; ++k) read(s, k);
+  CHECK(s.size() == 200);
+  CHECK(rec.take_keys(removal_cause::evicted).size() == 100);
+}
+
+TEST_CASE("w_tinylfu: a weight-bounded store sizes the policy from the entries it holds",
+          "[w_tinylfu]") {
+  cachet::manual_clock clock;
+  wt_store<cachet::w_tinylfu> s(
+      {.max_weight = 1000, .weigher = [](const int&, const int& v) { return v; }, .shards = 1},
+      clock);
+  std::mt19937 rng(3);
+  int hot_hits = 0;
+  for (int op = 0; op < 50'000; ++op) {
+    const bool hot = rng() % 4 == 0;
+    const int k = hot ? static_cast<int>(rng() % 20) : 100 + static_cast<int>(rng() % 5000);
+    if (s.get(k)) {
+      hot_hits += hot ? 1 : 0;
+    } else {
+      s.put(k, 1 + k % 7);  // weights 1..7
+    }
+    REQUIRE(s.stats().weight <= 1000);
+  }
+  // The 20 hot keys (a quarter of the reads) stay cached almost always.
+  CHECK(hot_hits > 11'000);
+}
+
+TEST_CASE("w_tinylfu: warm candidates beat a hotter victim about 1 time in 128", "[w_tinylfu]") {
+  // Drives a shard policy directly: capacity 10, entries 0..9 inserted, so the window holds 9 and
+  // probation's least recent entry is 0. Victim 0 is seen 15 times, candidate 9 `fc` times.
+  using P = cachet::w_tinylfu;
+  auto admitted = [](std::uint32_t fc, std::uint64_t seed) {
+    fake_nodes<P> n;
+    n.hooks.resize(10);
+    for (std::uint32_t i = 0; i < 10; ++i) n.hashes.push_back(0x1000193u * (i + 1));
+    P::shard_policy<fake_nodes<P>> p(&n, cachet::policy_init{10, seed});
+    for (index_t i = 0; i < 10; ++i) p.on_insert(i);
+    REQUIRE(p.window_size() == 1);
+    for (int r = 0; r < 15; ++r) p.on_miss(n.hashes[0]);
+    for (std::uint32_t r = 0; r < fc; ++r) p.on_miss(n.hashes[9]);
+    REQUIRE(p.sketch().estimate(n.hashes[0]) == 15);
+    REQUIRE(p.sketch().estimate(n.hashes[9]) == fc);
+    const index_t v = p.victim();
+    REQUIRE((v == 0 || v == 9));
+    return v == 0;
+  };
+  int warm = 0, cold = 0;
+  const int trials = 12'800;
+  for (int t = 0; t < trials; ++t) {
+    warm += admitted(8, 1000 + static_cast<std::uint64_t>(t)) ? 1 : 0;
+    if (t < 2000) cold += admitted(5, 1000 + static_cast<std::uint64_t>(t)) ? 1 : 0;
+  }
+  CHECK(cold == 0);   // frequency 5 or less: never
+  CHECK(warm >= 60);  // expected 100 (1/128); far outside [60, 145] means a broken rule
+  CHECK(warm <= 145);
+  CHECK(admitted(8, 7) == admitted(8, 7));  // reproducible for a seed
+}
+
+// ---- reference model ------------------------------------------------------------------------
+//
+// The rules of w_tinylfu.hpp written the slow, obvious way: every entry carries its queue and a
+// recency stamp, queue sizes are counted by scanning, and the least recent entry is a linear
+// search. The sketch is a count_min_sketch (tested on its own in count_min_sketch_test.cpp) fed
+// the same events with the policy's seed, so the model knows the estimates the policy compares.
+// The one random rule (a warm candidate losing on frequency is admitted 1 time in 128) is
+// checked as "either outcome"; the model then follows the store.
+namespace {
+
+enum class wq { window, probation, protect };
+
+struct wt_entry {
+  int key;
+  int value;
+  wq q;
+  std::uint64_t stamp;
+};
+
+class wt_model {
+ public:
+  explicit wt_model(std::size_t cap)
+      : cap_(cap),
+        window_max_(std::max<std::size_t>(1, static_cast<std::size_t>(std::ceil(cap / 100.0)))),
+        protected_max_(cap > window_max_
+                           ? static_cast<std::size_t>(std::floor((cap - window_max_) * 0.8))
+                           : 0),
+        sketch_(cap, cachet::w_tinylfu::k_sketch_seed) {}
+
+  std::vector<wt_entry>& entries() { return entries_; }
+  std::size_t random_duels = 0;
+  std::size_t duels = 0;
+
+  wt_entry* find(int key) {
+    for (auto& e : entries_)
+      if (e.key == key) return &e;
+    return nullptr;
+  }
+  void miss(int key) { sketch_.increment(hash32(key)); }
+  void hit(wt_entry& e) {
+    sketch_.increment(hash32(e.key));
+    switch (e.q) {
+      case wq::window:
+      case wq::protect:
+        front(e, e.q);
+        break;
+      case wq::probation:
+        front(e, wq::protect);
+        while (count(wq::protect) > protected_max_) front(*lru(wq::protect), wq::probation);
+        break;
+    }
+  }
+  void insert(int key, int value) {
+    entries_.push_back({key, value, wq::window, 0});
+    front(entries_.back(), wq::window);
+    while (count(wq::window) > window_max_) front(*lru(wq::window), wq::probation);
+  }
+  void erase(int key) {
+    std::erase_if(entries_, [&](auto& e) { return e.key == key; });
+  }
+  // The store evicted `key` to make room for a new one: check it against the rules.
+  void evicted(int key) {
+    REQUIRE(entries_.size() == cap_);
+    wt_entry* v = lru(wq::probation);
+    if (v == nullptr) v = lru(wq::protect);
+    wt_entry* c = lru(wq::window);
+    if (count(wq::window) < window_max_ || c == nullptr) {
+      REQUIRE(key == (v != nullptr ? v : c)->key);
+    } else if (v == nullptr) {
+      REQUIRE(key == c->key);
+    } else {
+      ++duels;
+      const std::uint32_t fc = sketch_.estimate(hash32(c->key));
+      const std::uint32_t fv = sketch_.estimate(hash32(v->key));
+      INFO("candidate " << c->key << " (" << fc << ") vs victim " << v->key << " (" << fv << ")");
+      if (fc > fv) {
+        REQUIRE(key == v->key);
+      } else if (fc <= 5) {
+        REQUIRE(key == c->key);
+      } else {
+        ++random_duels;
+        REQUIRE((key == c->key || key == v->key));
+      }
+      if (key == v->key) front(*c, wq::probation);
+    }
+    erase(key);
+  }
+
+ private:
+  void front(wt_entry& e, wq q) {
+    e.q = q;
+    e.stamp = ++clock_;
+  }
+  std::size_t count(wq q) const {
+    return static_cast<std::size_t>(
+        std::count_if(entries_.begin(), entries_.end(), [&](auto& e) { return e.q == q; }));
+  }
+  wt_entry* lru(wq q) {
+    wt_entry* best = nullptr;
+    for (auto& e : entries_)
+      if (e.q == q && (best == nullptr || e.stamp < best->stamp)) best = &e;
+    return best;
+  }
+
+  std::size_t cap_, window_max_, protected_max_;
+  count_min_sketch sketch_;
+  std::vector<wt_entry> entries_;
+  std::uint64_t clock_ = 0;
+};
+
+struct wt_workload {
+  int keys = 24;
+  std::size_t capacity = 8;
+  int ops = 20'000;
+  double zipf = 0;            // > 0: key i drawn with weight 1/(i+1)^zipf
+  int get_percent = 40;       // the rest: puts 40 : erases 8 : contains 6 (of 54)
+  bool fill_on_miss = false;  // a get miss is followed by a put (read-through)
+  std::uint64_t seed = 1;
+};
+
+void run_wt_model(const wt_workload& w) {
+  cachet::manual_clock clock;
+  recorder<int, int> rec;
+  wt_store<cachet::w_tinylfu> store(
+      {.max_entries = w.capacity, .shards = 1, .on_removal = rec.listener()}, clock);
+  wt_model model(w.capacity);
+  std::mt19937_64 rng(w.seed);
+  std::discrete_distribution<int> zipf;
+  if (w.zipf > 0) {
+    std::vector<double> weights;
+    for (int k = 0; k < w.keys; ++k) weights.push_back(1.0 / std::pow(k + 1, w.zipf));
+    zipf = std::discrete_distribution<int>(weights.begin(), weights.end());
+  }
+  auto pick_key = [&] {
+    return w.zipf > 0 ? zipf(rng) : std::uniform_int_distribution<int>(0, w.keys - 1)(rng);
+  };
+  int value_seq = 0;
+  auto do_put = [&](int key) {
+    wt_entry* e = model.find(key);
+    const int value = ++value_seq;
+    const auto r = store.put(key, value);
+    auto events = rec.take();
+    if (e != nullptr) {
+      REQUIRE(r == cachet::put_result::replaced);
+      REQUIRE(events.size() == 1);
+      e->value = value;
+      model.hit(*e);
+      return;
+    }
+    REQUIRE(r == cachet::put_result::inserted);
+    for (auto& ev : events) {
+      INFO("evicted key " << ev.key);
+      REQUIRE(ev.cause == removal_cause::evicted);
+      wt_entry* gone = model.find(ev.key);
+      REQUIRE(gone != nullptr);
+      REQUIRE(ev.value == gone->value);
+      model.evicted(ev.key);
+    }
+    REQUIRE(model.entries().size() < w.capacity);
+    model.insert(key, value);
+  };
+  for (int op = 0; op < w.ops; ++op) {
+    const int key = pick_key();
+    const int r = std::uniform_int_distribution<int>(0, 99)(rng);
+    const int kind = r < w.get_percent ? 0 : 40 + (r - w.get_percent) * 54 / (100 - w.get_percent);
+    INFO("op " << op << " kind " << kind << " key " << key);
+    wt_entry* e = model.find(key);
+    if (kind < 40) {
+      const auto got = store.get(key);
+      REQUIRE(rec.take().empty());
+      if (e != nullptr) {
+        REQUIRE(got == std::optional<int>(e->value));
+        model.hit(*e);
+      } else {
+        REQUIRE_FALSE(got.has_value());
+        model.miss(key);
+        if (w.fill_on_miss) do_put(key);
+      }
+    } else if (kind < 80) {
+      do_put(key);
+    } else if (kind < 88) {
+      REQUIRE(store.erase(key) == (e != nullptr));
+      rec.take();
+      if (e != nullptr) model.erase(key);
+    } else {
+      REQUIRE(store.contains(key) == (e != nullptr));
+    }
+    REQUIRE(store.size() == model.entries().size());
+    if (op % 97 == 0) {
+      std::vector<std::pair<int, int>> got, want;
+      store.for_each([&](int k, int v) { got.emplace_back(k, v); });
+      for (auto& m : model.entries()) want.emplace_back(m.key, m.value);
+      std::sort(got.begin(), got.end());
+      std::sort(want.begin(), want.end());
+      REQUIRE(got == want);
+    }
+  }
+  INFO("duels " << model.duels << ", random-zone duels " << model.random_duels);
+  CHECK(model.duels > 0);
+}
+
+}  // namespace
+
+TEST_CASE("w_tinylfu: matches the reference model", "[w_tinylfu][model]") {
+  // Mixed operations on a tiny cache (window 1, protected 5, halving every 80 additions).
+  for (std::uint64_t seed : {1, 2, 3}) {
+    INFO("seed " << seed);
+    run_wt_model({.seed = seed});
+  }
+  // Read-through over a skewed key space: long hit runs, promotions, demotions, halvings, and
+  // hot candidates in the random-admission zone.
+  run_wt_model({.keys = 3000,
+                .capacity = 200,
+                .ops = 60'000,
+                .zipf = 0.9,
+                .get_percent = 97,
+                .fill_on_miss = true,
+                .seed = 11});
+  // Most keys hot, a cache barely smaller than the key space.
+  run_wt_model({.keys = 220,
+                .capacity = 200,
+                .ops = 40'000,
+                .zipf = 0.3,
+                .get_percent = 90,
+                .fill_on_miss = true,
+                .seed = 12});
+}
+
+// ---- adaptive window ------------------------------------------------------------------------
+
+namespace {
+
+// Hit ratio of read-through over `keys`, for a store of `cap` entries.
+template <class P>
+double hit_ratio(const std::vector<int>& keys, std::size_t cap) {
+  cachet::manual_clock clock;
+  wt_store<P> s({.max_entries = cap, .shards = 1}, clock);
+  std::size_t hits = 0;
+  for (int k : keys) hits += read(s, k) ? 1 : 0;
+  return static_cast<double>(hits) / static_cast<double>(keys.size());
+}
+
+}  // namespace
+
+TEST_CASE("w_tinylfu_adaptive: grows the window when recency pays", "[w_tinylfu]") {
+  // A working set that drifts: each read is uniform over the 400 most recently introduced keys
+  // and a new key is introduced every 4 reads. LRU suits this; a 1% window does not.
+  std::mt19937 rng(9);
+  std::vector<int> keys;
+  for (int t = 0; t < 200'000; ++t) {
+    const int newest = 400 + t / 4;
+    keys.push_back(newest - static_cast<int>(rng() % 400));
+  }
+  const double lru = hit_ratio<cachet::lru>(keys, 300);
+  const double fixed = hit_ratio<cachet::w_tinylfu>(keys, 300);
+  const double adaptive = hit_ratio<cachet::w_tinylfu_adaptive>(keys, 300);
+  INFO("lru " << lru << ", w_tinylfu " << fixed << ", adaptive " << adaptive);
+  REQUIRE(lru > fixed + 0.3);
+  CHECK(adaptive - fixed > 0.6 * (lru - fixed));  // closes most of the gap
+}
+
+TEST_CASE("w_tinylfu_adaptive: keeps up with the static window when frequency pays",
+          "[w_tinylfu]") {
+  // Zipf(0.9) over 20,000 keys, with a one-off scan of 2,000 keys every 10,000 reads.
+  std::mt19937 rng(4);
+  std::vector<double> weights;
+  for (int k = 0; k < 20'000; ++k) weights.push_back(1.0 / std::pow(k + 1, 0.9));
+  std::discrete_distribution<int> zipf(weights.begin(), weights.end());
+  std::vector<int> keys;
+  int scan = 1'000'000;
+  for (int t = 0; t < 200'000; ++t) {
+    keys.push_back(zipf(rng));
+    if (t % 10'000 == 0) {
+      for (int k = 0; k < 2000; ++k) keys.push_back(scan++);
+    }
+  }
+  const double lru = hit_ratio<cachet::lru>(keys, 500);
+  const double fixed = hit_ratio<cachet::w_tinylfu>(keys, 500);
+  const double adaptive = hit_ratio<cachet::w_tinylfu_adaptive>(keys, 500);
+  INFO("lru " << lru << ", w_tinylfu " << fixed << ", adaptive " << adaptive);
+  CHECK(fixed > lru + 0.05);
+  CHECK(adaptive > fixed - 0.01);
+}
