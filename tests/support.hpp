@@ -72,9 +72,9 @@ using int_store = cachet::sharded_store<int, int, P, cachet::manual_clock>;
 
 }  // namespace cachet_test
 
-#define CACHET_ALL_BACKENDS \
+#define CACHET_ALL_BACKENDS                                                                 \
   cachet::lru, cachet::lfu, cachet::fifo, cachet::ttl, cachet::random, cachet::no_eviction, \
       cachet::sieve, cachet::s3fifo, cachet::w_tinylfu, cachet::w_tinylfu_adaptive
-#define CACHET_EVICTING_BACKENDS                                                               \
-  cachet::lru, cachet::lfu, cachet::fifo, cachet::ttl, cachet::random, cachet::sieve, cachet::s3fifo, \
-      cachet::w_tinylfu, cachet::w_tinylfu_adaptive
+#define CACHET_EVICTING_BACKENDS                                                      \
+  cachet::lru, cachet::lfu, cachet::fifo, cachet::ttl, cachet::random, cachet::sieve, \
+      cachet::s3fifo, cachet::w_tinylfu, cachet::w_tinylfu_adaptive
