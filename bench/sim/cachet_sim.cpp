@@ -71,6 +71,8 @@ Runs:
   -s, --sweep MIN:MAX:N N sizes from MIN to MAX, log-spaced (with --capacity: both)
       --shards N        shards per store, a power of two <= every size (default 1: each
                         policy exactly as defined; more: each shard runs it on its share)
+      --seed N          seed of the key hash (default 1): the same seed gives the same
+                        numbers; w_tinylfu, s3fifo and sharded runs move a little with it
   -j, --jobs N          runs in parallel (default: the hardware threads, %JOBS% here)
 
 Output:
@@ -106,6 +108,7 @@ struct cli {
   std::vector<std::size_t> capacities;
   bool swept = false;
   std::size_t shards = 1;
+  std::uint64_t seed = k_default_seed;
   unsigned jobs = 0;
   bool csv = false;
   bool timing = false;
@@ -134,6 +137,16 @@ std::size_t parse_count(std::string_view s, std::string_view what) {
                       "' is not a positive decimal integer");
   }
   if (v == 0) throw usage_error(std::string(what) + " must be at least 1, got 0");
+  return v;
+}
+
+std::uint64_t parse_u64(std::string_view s, std::string_view what) {
+  std::uint64_t v = 0;
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc{} || p != s.data() + s.size()) {
+    throw usage_error(std::string(what) + " '" + std::string(s) +
+                      "' is not a decimal integer in [0, 2^64)");
+  }
   return v;
 }
 
@@ -258,6 +271,8 @@ cli parse_args(int argc, char** argv, bool& done) {
         throw usage_error("--shards must be a power of two in [1, 65536], got " +
                           std::to_string(c.shards));
       }
+    } else if (a == "--seed") {
+      c.seed = parse_u64(value(), "--seed");
     } else if (a == "-j" || a == "--jobs") {
       const std::size_t j = parse_count(value(), "--jobs");
       c.jobs = static_cast<unsigned>(std::min<std::size_t>(j, 1024));
@@ -437,7 +452,8 @@ void write_plot(const cli& c, const std::vector<row>& rows) {
   plot p;
   p.title = "Hit ratio vs cache size: " + rows.front().trace;
   p.subtitle = std::to_string(rows.front().r.requests) + " requests; cachet::sharded_store, " +
-               std::to_string(c.shards) + (c.shards == 1 ? " shard" : " shards");
+               std::to_string(c.shards) + (c.shards == 1 ? " shard" : " shards") +
+               ", hash seed " + std::to_string(c.seed);
   p.log_x = c.swept || c.capacities.back() >= 20 * c.capacities.front();
   for (const std::string& policy : c.policies) {
     plot_series s{policy, {}};
@@ -552,7 +568,7 @@ int run(int argc, char** argv) {
 
     std::vector<run_spec> specs;
     for (const std::string& p : c.policies) {
-      for (const std::size_t cap : c.capacities) specs.push_back({p, cap, c.shards});
+      for (const std::size_t cap : c.capacities) specs.push_back({p, cap, c.shards, c.seed});
     }
     const std::vector<run_result> results = run_with_progress(c, name, tr.keys, specs);
     std::vector<row> rows;

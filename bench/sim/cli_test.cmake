@@ -115,6 +115,8 @@ run("bad capacity" EXIT 2 ARGS -c 10,x "${loop}" STDERR "capacity 'x' is not a p
 run("zero capacity" EXIT 2 ARGS -c 0 "${loop}" STDERR "capacity must be at least 1")
 run("no capacity" EXIT 2 ARGS "${loop}" STDERR "no cache size")
 run("bad sweep" EXIT 2 ARGS --sweep 10:1:3 "${loop}" STDERR "MAX \\(1\\) is below MIN \\(10\\)")
+run("--seed" EXIT 0 ARGS --csv -q -c 4 --seed 0 "${loop}" STDOUT ",lru,4,1,12,8,66.67")
+run("bad seed" EXIT 2 ARGS -c 4 --seed -1 "${loop}" STDERR "--seed '-1' is not a decimal integer")
 run("bad shards" EXIT 2 ARGS -c 8 --shards 3 "${loop}" STDERR "power of two")
 run("shards above capacity" EXIT 2 ARGS -c 2 --shards 4 "${loop}" STDERR "exceeds the capacity 2")
 run("unknown option" EXIT 2 ARGS --frobnicate "${loop}" STDERR "unknown option '--frobnicate'")

@@ -15,6 +15,11 @@
 // Exception safety: simulate() throws cachet::invalid_option for a bad capacity/shard count and
 // std::bad_alloc; run_all() rethrows the first exception of any run after joining its threads.
 //
+// The key hash is seeded by the caller (default k_default_seed), not per process as the store's
+// default hash is: the same command prints the same numbers on every run. Policies that read the
+// hash (w_tinylfu's sketch, s3fifo's ghost, and every policy once there are several shards) move
+// by a little from seed to seed; run several seeds to see how much.
+//
 // Example:
 //   cachet_sim::run_result r = cachet_sim::simulate_named("lru", trace.keys, 1000, 1);
 //   double hit_ratio = r.hit_ratio();
@@ -35,12 +40,14 @@
 #include <thread>
 #include <vector>
 
+#include "cachet/clock.hpp"
 #include "cachet/eviction/fifo.hpp"
 #include "cachet/eviction/lfu.hpp"
 #include "cachet/eviction/lru.hpp"
 #include "cachet/eviction/no_eviction.hpp"
 #include "cachet/eviction/random.hpp"
 #include "cachet/eviction/ttl.hpp"
+#include "cachet/hash.hpp"
 #include "cachet/sharded_store.hpp"
 // The policies being added: registered below as soon as their headers exist.
 #if __has_include("cachet/eviction/sieve.hpp")
@@ -92,6 +99,20 @@ inline bool is_policy(std::string_view name) {
   return found;
 }
 
+inline constexpr std::uint64_t k_default_seed = 1;
+
+// The store's key hash in the simulator: splitmix64's finaliser over key + a mixed seed, so every
+// seed gives an independent, well-spread hash and a fixed seed a reproducible run.
+struct seeded_hash {
+  using is_avalanching = void;  // the store need not mix it again
+  std::uint64_t salt = cachet::detail::mix64(k_default_seed);
+  seeded_hash() = default;
+  explicit seeded_hash(std::uint64_t seed) noexcept : salt(cachet::detail::mix64(seed)) {}
+  std::uint64_t operator()(std::uint64_t key) const noexcept {
+    return cachet::detail::mix64(key + salt);
+  }
+};
+
 struct run_result {
   std::uint64_t requests = 0;
   std::uint64_t hits = 0;
@@ -117,16 +138,20 @@ inline double thread_cpu_seconds() noexcept {
 inline constexpr std::size_t k_progress_stride = std::size_t{1} << 16;
 
 // Replays `keys` through a store of `capacity` entries in `shards` shards (a power of two, at most
-// capacity) using Policy. Adds to *progress every k_progress_stride accesses when not null.
+// capacity) using Policy, with the key hash seeded by `seed`. Adds to *progress every
+// k_progress_stride accesses when not null.
 template <class Policy>
 run_result simulate(std::span<const std::uint64_t> keys, std::size_t capacity, std::size_t shards,
-                    std::atomic<std::uint64_t>* progress = nullptr) {
-  using store_type = cachet::sharded_store<std::uint64_t, std::uint8_t, Policy>;
+                    std::atomic<std::uint64_t>* progress = nullptr,
+                    std::uint64_t seed = k_default_seed) {
+  using store_type = cachet::sharded_store<std::uint64_t, std::uint8_t, Policy,
+                                           cachet::coarse_steady_clock, seeded_hash>;
   const auto t0 = std::chrono::steady_clock::now();
   const double cpu0 = thread_cpu_seconds();
   std::uint64_t hits = 0;
   {
-    store_type store(typename store_type::options_type{.max_entries = capacity, .shards = shards});
+    store_type store(typename store_type::options_type{.max_entries = capacity, .shards = shards},
+                     cachet::coarse_steady_clock{}, seeded_hash(seed));
     for (std::size_t begin = 0; begin < keys.size(); begin += k_progress_stride) {
       const std::size_t end = std::min(keys.size(), begin + k_progress_stride);
       // The hot loop: get() is the access the policy sees (a hit is reported to it, a miss too
@@ -153,13 +178,14 @@ run_result simulate(std::span<const std::uint64_t> keys, std::size_t capacity, s
 // simulate() for a policy given by name. Throws std::invalid_argument for an unknown name.
 inline run_result simulate_named(std::string_view policy, std::span<const std::uint64_t> keys,
                                  std::size_t capacity, std::size_t shards,
-                                 std::atomic<std::uint64_t>* progress = nullptr) {
+                                 std::atomic<std::uint64_t>* progress = nullptr,
+                                 std::uint64_t seed = k_default_seed) {
   run_result r;
   bool found = false;
   for_each_policy([&]<class P>(std::string_view name) {
     if (found || name != policy) return;
     found = true;
-    r = simulate<P>(keys, capacity, shards, progress);
+    r = simulate<P>(keys, capacity, shards, progress, seed);
   });
   if (!found) throw std::invalid_argument("unknown policy '" + std::string(policy) + "'");
   return r;
@@ -169,6 +195,7 @@ struct run_spec {
   std::string policy;
   std::size_t capacity = 0;
   std::size_t shards = 1;
+  std::uint64_t seed = k_default_seed;
 };
 
 // Runs every spec over `keys` on up to `jobs` threads (0 = hardware threads); results in spec
@@ -188,7 +215,8 @@ inline std::vector<run_result> run_all(std::span<const std::uint64_t> keys,
       if (i >= specs.size()) return;
       try {
         results[i] =
-            simulate_named(specs[i].policy, keys, specs[i].capacity, specs[i].shards, progress);
+            simulate_named(specs[i].policy, keys, specs[i].capacity, specs[i].shards, progress,
+                           specs[i].seed);
       } catch (...) {
         std::lock_guard<std::mutex> g(mu);
         if (!error) error = std::current_exception();
