@@ -108,7 +108,15 @@ inline std::vector<double> log_ticks(double lo, double hi) {
       if (m == 1.0) decades.push_back(v);
     }
   }
-  return decades.size() >= 4 ? decades : all;
+  std::vector<double> t = decades.size() >= 4 ? decades : all;
+  // Label the ends of the range too when the nearest tick is far from them (over a sixth of the
+  // axis), so a sweep from 250 shows where it starts.
+  const double span = std::log(hi) - std::log(lo);
+  if (span > 0) {
+    if (t.empty() || std::log(t.front()) - std::log(lo) > span / 6) t.insert(t.begin(), lo);
+    if (std::log(hi) - std::log(t.back()) > span / 6) t.push_back(hi);
+  }
+  return t;
 }
 
 }  // namespace detail
@@ -119,9 +127,14 @@ inline std::string render_svg(const plot& p) {
   // Tableau 10: distinct, and readable by most colour-blind readers.
   static constexpr const char* k_colors[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
                                              "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"};
-  static constexpr int k_w = 900, k_h = 560;
-  static constexpr int k_left = 80, k_right = 170, k_top = 70, k_bottom = 70;
-  const double pw = k_w - k_left - k_right, ph = k_h - k_top - k_bottom;
+  static constexpr int k_plot_w = 650, k_h = 560;
+  static constexpr int k_left = 80, k_top = 70, k_bottom = 70;
+  // The legend's column is as wide as its longest name (about 7.5 px a character at 13 px).
+  std::size_t longest = 0;
+  for (const auto& s : p.series) longest = std::max(longest, s.name.size());
+  const int k_right = std::max(170, 70 + static_cast<int>(7.5 * static_cast<double>(longest)));
+  const int k_w = k_left + k_plot_w + k_right;
+  const double pw = k_plot_w, ph = k_h - k_top - k_bottom;
 
   double x_lo = HUGE_VAL, x_hi = -HUGE_VAL, y_hi = 0;
   for (const auto& s : p.series) {

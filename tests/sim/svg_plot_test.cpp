@@ -49,3 +49,18 @@ TEST_CASE("svg_plot: linear axis, one point, no points", "[sim]") {
   CHECK(none.find("</svg>") != std::string::npos);
   CHECK(none.find("nan") == std::string::npos);
 }
+
+TEST_CASE("svg_plot: a range between ticks labels its ends; long names widen the legend", "[sim]") {
+  cachet_sim::plot p{.title = "t", .log_x = true};
+  p.series.push_back({"lru", {{250, 1.0}, {2500, 50.0}}});
+  const std::string short_names = cachet_sim::render_svg(p);
+  // 250..2500 holds the ticks 500, 1k, 2k; 250 is over a sixth of the axis from 500.
+  CHECK(short_names.find(">250</text>") != std::string::npos);
+  CHECK(short_names.find(">500</text>") != std::string::npos);
+  CHECK(short_names.find(">2k</text>") != std::string::npos);
+  CHECK(short_names.find(">2.5k</text>") == std::string::npos);  // 2k is close enough to the end
+  CHECK(short_names.find("width=\"900\"") != std::string::npos);
+  p.series.push_back({"w_tinylfu_adaptive_with_a_long_name", {{250, 2.0}, {2500, 55.0}}});
+  const std::string long_names = cachet_sim::render_svg(p);
+  CHECK(long_names.find("width=\"900\"") == std::string::npos);  // wider than the default
+}
