@@ -214,9 +214,8 @@ inline std::vector<run_result> run_all(std::span<const std::uint64_t> keys,
       const std::size_t i = next.fetch_add(1, std::memory_order_relaxed);
       if (i >= specs.size()) return;
       try {
-        results[i] =
-            simulate_named(specs[i].policy, keys, specs[i].capacity, specs[i].shards, progress,
-                           specs[i].seed);
+        results[i] = simulate_named(specs[i].policy, keys, specs[i].capacity, specs[i].shards,
+                                    progress, specs[i].seed);
       } catch (...) {
         std::lock_guard<std::mutex> g(mu);
         if (!error) error = std::current_exception();
