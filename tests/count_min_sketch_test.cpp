@@ -157,3 +157,28 @@ TEST_CASE("sketch: clear and resize forget every count", "[sketch]") {
   CHECK(s.sample_size() == 50'000);
   CHECK(s.estimate(123) == 0);
 }
+
+TEST_CASE("sketch: increment(hash, times) is exactly `times` increments in a row", "[sketch]") {
+  // A crowded sketch (keys share counters, many saturate) with a short sample, so runs cross
+  // halvings, start and stop at saturation, and meet counters other keys raised.
+  const auto keys = key_hashes(400, 31);
+  count_min_sketch one_step(8, 5, 3);  // 8 words, halving every 24 additions
+  count_min_sketch one_by_one(8, 5, 3);
+  std::mt19937 rng(17);
+  std::uint64_t halvings_crossed = 0, saturated_runs = 0;
+  for (int op = 0; op < 3000; ++op) {
+    const std::uint32_t h = keys[rng() % 40];  // 40 keys: hot enough to saturate
+    const std::uint64_t times = 1 + rng() % (op % 3 == 0 ? 60 : 5);
+    const std::uint64_t before = one_by_one.additions();
+    std::uint64_t added = 0;
+    for (std::uint64_t t = 0; t < times; ++t) added += one_by_one.increment(h) ? 1 : 0;
+    halvings_crossed += one_by_one.additions() < before + added ? 1 : 0;
+    saturated_runs += added < times ? 1 : 0;
+    REQUIRE(one_step.increment(h, times) == added);
+    REQUIRE(one_step.additions() == one_by_one.additions());
+    for (const auto k : keys) REQUIRE(one_step.estimate(k) == one_by_one.estimate(k));
+  }
+  CHECK(halvings_crossed > 100);  // the cases that matter were exercised
+  CHECK(saturated_runs > 100);
+  CHECK(one_step.increment(keys[0], 0) == 0);
+}

@@ -96,42 +96,59 @@ class count_min_sketch {
 
   // Counts one occurrence of the key with this hash; halves every counter when the additions
   // reach the sample size. Returns whether any counter moved (false once all four are at 15).
-  bool increment(std::uint32_t hash) noexcept {
-    if (!table_) return false;
-    const std::uint64_t x = mix(hash);
-    std::uint64_t* block = table_.get() + block_of(x);
-    bool added = false;
-    for (unsigned row = 0; row < 4; ++row) {
-      const unsigned sel = static_cast<unsigned>(x >> (row * 5)) & 31;
-      std::uint64_t& w = block[2 * row + (sel & 1)];
-      const unsigned shift = (sel >> 1) * 4;
-      if (((w >> shift) & 0xF) != k_max_count) {
-        w += std::uint64_t{1} << shift;
-        added = true;
-      }
+  bool increment(std::uint32_t hash) noexcept { return increment(hash, 1) != 0; }
+
+  // Counts `times` occurrences of the key with this hash, leaving the sketch exactly as `times`
+  // calls of increment(hash) in a row would (halvings included), in O(1 + halvings) time: an
+  // occurrence moves every counter of the key below 15, so it is an addition while the least of
+  // them is below 15, and `times` of them raise each counter c to min(15, c + times). Returns the
+  // number of additions.
+  std::uint64_t increment(std::uint32_t hash, std::uint64_t times) noexcept {
+    return increment_located(locate(hash), times);
+  }
+
+  // The sketch's own 64-bit hash of a key hash, which picks the key's counters: what increment(),
+  // estimate() and prefetch() compute first. A caller that prefetches a key and then counts it
+  // computes it once with these.
+  std::uint64_t locate(std::uint32_t hash) const noexcept { return mix(hash); }
+  void prefetch_located(std::uint64_t located) const noexcept {
+    if (table_) __builtin_prefetch(table_.get() + block_of(located), 1, 3);
+  }
+  std::uint64_t increment_located(std::uint64_t located, std::uint64_t times) noexcept {
+    if (!table_ || times == 0) return 0;
+    const slots k = slots_of(located);
+    std::uint64_t total = 0;
+    for (;;) {
+      const std::uint64_t c0 = k.count(0), c1 = k.count(1), c2 = k.count(2), c3 = k.count(3);
+      const std::uint64_t least = std::min(std::min(c0, c1), std::min(c2, c3));
+      if (least == k_max_count) return total;  // saturated: nothing more is an addition
+      // Occurrences applied in this step: all of them, or up to the one that triggers a halving.
+      const std::uint64_t to_halving = sample_ - std::min(additions_, sample_ - 1);
+      const std::uint64_t step = std::min(times, to_halving);
+      const std::uint64_t added = std::min(step, k_max_count - least);
+      k.raise(0, c0, step);
+      k.raise(1, c1, step);
+      k.raise(2, c2, step);
+      k.raise(3, c3, step);
+      total += added;
+      additions_ += added;
+      times -= step;
+      if (additions_ < sample_) return total;  // times is 0 here, or the key saturated
+      halve();
+      if (times == 0) return total;
     }
-    if (added && ++additions_ >= sample_) halve();
-    return added;
   }
 
   // The estimated count of the key with this hash, 0..15: the least of its four counters.
   std::uint32_t estimate(std::uint32_t hash) const noexcept {
     if (!table_) return 0;
-    const std::uint64_t x = mix(hash);
-    const std::uint64_t* block = table_.get() + block_of(x);
-    std::uint32_t m = k_max_count;
-    for (unsigned row = 0; row < 4; ++row) {
-      const unsigned sel = static_cast<unsigned>(x >> (row * 5)) & 31;
-      const std::uint64_t w = block[2 * row + (sel & 1)];
-      m = std::min(m, static_cast<std::uint32_t>((w >> ((sel >> 1) * 4)) & 0xF));
-    }
-    return m;
+    const slots k = slots_of(mix(hash));
+    return static_cast<std::uint32_t>(
+        std::min(std::min(k.count(0), k.count(1)), std::min(k.count(2), k.count(3))));
   }
 
   // A hint that the key with this hash will be incremented or estimated soon.
-  void prefetch(std::uint32_t hash) const noexcept {
-    if (table_) __builtin_prefetch(table_.get() + block_of(mix(hash)), 1, 3);
-  }
+  void prefetch(std::uint32_t hash) const noexcept { prefetch_located(locate(hash)); }
 
   // Halves every counter (TinyLFU's reset); called by increment() every sample_size() additions.
   void halve() noexcept {
@@ -171,6 +188,25 @@ class count_min_sketch {
       ::operator delete (p, std::align_val_t{k_block_words * 8});
     }
   };
+
+  // A key's four counters: row r's is nibble shift[r] / 4 of word[r], one of the block's words
+  // 2r and 2r + 1. Bits 5r .. 5r + 4 of the mixed hash pick it (1 bit the word, 4 the nibble).
+  struct slots {
+    std::uint64_t* word[4];
+    unsigned shift[4];
+    std::uint64_t count(unsigned row) const noexcept { return (*word[row] >> shift[row]) & 0xF; }
+    // Raises row's counter, now c, by `by`, saturating at 15.
+    void raise(unsigned row, std::uint64_t c, std::uint64_t by) const noexcept {
+      *word[row] += (std::min<std::uint64_t>(k_max_count, c + by) - c) << shift[row];
+    }
+  };
+  slots slots_of(std::uint64_t x) const noexcept {
+    std::uint64_t* block = table_.get() + block_of(x);
+    const auto bits = [x](unsigned row) { return static_cast<unsigned>(x >> (row * 5)) & 31; };
+    return {{block + (bits(0) & 1), block + 2 + (bits(1) & 1), block + 4 + (bits(2) & 1),
+             block + 6 + (bits(3) & 1)},
+            {(bits(0) >> 1) * 4, (bits(1) >> 1) * 4, (bits(2) >> 1) * 4, (bits(3) >> 1) * 4}};
+  }
 
   std::uint64_t mix(std::uint32_t hash) const noexcept {
     std::uint64_t x = (std::uint64_t{hash} ^ seed_) * 0xBF58476D1CE4E5B9ULL;

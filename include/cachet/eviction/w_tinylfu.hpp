@@ -80,16 +80,19 @@
 //
 // Hit cost: a hit appends the entry's index to a 64-slot per-shard buffer under the shard lock,
 // as lru does. The buffer is replayed when it fills and before anything else the policy is told
-// or asked (insert, update, removal, miss, victim choice), in order, exactly as if each hit had
-// been applied when it happened: the sketch increment (one cache line), the relink in its queue
-// (a probation hit also moves one protected entry). Replaying in a batch lets the policy prefetch
-// the sketch lines and list neighbours a few hits ahead; unlike lru, repeats are not merged, as
-// every hit counts in the sketch and promotion depends on the order. No allocation.
+// or asked (insert, update, removal, miss, victim choice), exactly as if each hit had been
+// applied when it happened (see drain()): the sketch counts every hit in order, a run of hits on
+// one entry in one step; the queues relink once per distinct entry (newest hit last, as in lru)
+// when no hit of the batch was in probation, and otherwise replay the hits in order, since a
+// promotion demotes protected's least recent entry. In a steady state most hits land in
+// protected or the window, so most batches take the first way; a hot key's shard, whose batches
+// are mostly that key, does one relink and one sketch step per run. The policy prefetches the
+// batch's sketch lines, and list neighbours a few hits ahead. No allocation.
 //
-// Memory: the hook is 12 bytes (two 32-bit links and the queue id); the sketch adds 8 bytes per
-// entry rounded up to a power of two: 8 x bit_ceil(max(C, 8)) / C, 8 to 16 bytes for C >= 8. So
-// 20 to 28 bytes per entry: 20.2 at C = 1000, 20.4 at C = 1,000,000 per shard, 28 just past a
-// power of two. Per shard, 472 bytes more (lists, hit buffer, climber).
+// Memory: the hook is 12 bytes (two 32-bit links, the queue id and a 16-bit drain mark); the sketch
+// adds 8 bytes per entry rounded up to a power of two: 8 x bit_ceil(max(C, 8)) / C, 8 to 16 bytes
+// for C >= 8. So 20 to 28 bytes per entry: 20.2 at C = 1000, 20.4 at C = 1,000,000 per shard, 28
+// just past a power of two. Per shard, 472 bytes more (lists, hit buffer, climber).
 //
 // Thread safety: used only under the shard lock (see eviction.hpp). Exception safety: the shard
 // policy's constructor allocates the sketch (std::bad_alloc); every member is noexcept; a
@@ -139,6 +142,7 @@ struct basic_w_tinylfu {
   struct hook {
     detail::link ln;
     queue q = queue::window;
+    std::uint16_t mark = 0;  // the drain that last moved this entry (see drain())
   };
 
   using traits_type = Traits;
@@ -231,27 +235,79 @@ struct basic_w_tinylfu {
     static constexpr double k_restart_threshold = 0.05;   // hit-ratio change that restarts
     static constexpr std::size_t k_transfer_bound = 256;  // entries moved per eviction
 
-    // Applies the buffered hits in order, exactly as if each had been applied when it happened. A
-    // few hits ahead, it prefetches the sketch line and the list neighbours the hit will write.
+    // Applies the buffered hits exactly as if each had been applied when it happened. The sketch
+    // and the queues do not read each other, so they are replayed in two passes:
+    //  1. the sketch, in order (the order of additions decides when it halves), a run of hits on
+    //     one entry as one increment(hash, run); this pass also notes whether a hit was in
+    //     probation;
+    //  2. the queues. A probation hit promotes, and a promotion demotes protected's least recent
+    //     entry, so the order of hits matters: then they are replayed in order (a run relinks
+    //     once: its first hit leaves the entry at the front of its queue). Without one, the
+    //     window and protected are two plain LRU lists, and as in lru each ends with the entries
+    //     hit in this batch first, by their last hit, newest first: one relink per distinct
+    //     entry, found by walking the batch backwards and marking what is done.
+    // Pass 1 first prefetches every hit's sketch line; pass 2 prefetches list neighbours two hits
+    // ahead.
     void drain() noexcept {
       const std::uint32_t n = pending_count_;
       if (n == 0) return;
       pending_count_ = 0;
-      for (std::uint32_t k = 0; k < n && k < k_prefetch_ahead; ++k) {
-        sketch_.prefetch(n_->hash(pending_[k]));
+      bool promotes = false;
+      std::array<std::uint64_t, k_buffer> located;  // each hit's sketch hash, computed once
+      for (std::uint32_t k = 0; k < n; ++k) {
+        located[k] = sketch_.locate(n_->hash(pending_[k]));
+        sketch_.prefetch_located(located[k]);
       }
       for (std::uint32_t k = 0; k < n; ++k) {
-        if (k + k_prefetch_ahead < n) sketch_.prefetch(n_->hash(pending_[k + k_prefetch_ahead]));
-        if (k + 2 < n) {
-          const detail::link& l = n_->hook(pending_[k + 2]).ln;
-          if (l.prev != detail::npos) n_->prefetch(l.prev);
-          if (l.next != detail::npos) n_->prefetch(l.next);
-        }
         const detail::index_t i = pending_[k];
-        sketch_.increment(n_->hash(i));
-        if constexpr (Traits::adaptive) hits_ += full_;
-        touch(i);
+        std::uint32_t run = 1;
+        while (k + run < n && pending_[k + run] == i) ++run;
+        sketch_.increment_located(located[k], run);
+        if constexpr (Traits::adaptive) hits_ += full_ ? run : 0;
+        promotes = promotes || n_->hook(i).q == queue::probation;
+        k += run - 1;
       }
+      if (promotes) {
+        for (std::uint32_t k = 0; k < n; ++k) {
+          prefetch_neighbours(k + 2 < n ? pending_[k + 2] : detail::npos);
+          const detail::index_t i = pending_[k];
+          touch(i);
+          while (k + 1 < n && pending_[k + 1] == i) ++k;
+        }
+        return;
+      }
+      if (++epoch_ == 0) {  // marks would be ambiguous after wrapping: reset them all
+        for (detail::index_list* l : {&window_, &probation_, &protected_}) {
+          for (detail::index_t i = l->head(); i != detail::npos; i = n_->hook(i).ln.next) {
+            n_->hook(i).mark = 0;
+          }
+        }
+        epoch_ = 1;
+      }
+      detail::index_list moved_window, moved_protected;
+      for (std::uint32_t k = n; k-- > 0;) {
+        prefetch_neighbours(k >= 2 ? pending_[k - 2] : detail::npos);
+        const detail::index_t i = pending_[k];
+        hook& h = n_->hook(i);
+        if (h.mark == epoch_) continue;  // a later hit of this entry was already applied
+        h.mark = epoch_;
+        if (h.q == queue::window) {
+          window_.remove(*n_, i);
+          moved_window.push_back(*n_, i);
+        } else {
+          protected_.remove(*n_, i);
+          moved_protected.push_back(*n_, i);
+        }
+      }
+      window_.splice_front(*n_, moved_window);
+      protected_.splice_front(*n_, moved_protected);
+    }
+
+    void prefetch_neighbours(detail::index_t i) const noexcept {
+      if (i == detail::npos) return;
+      const detail::link& l = n_->hook(i).ln;
+      if (l.prev != detail::npos) n_->prefetch(l.prev);
+      if (l.next != detail::npos) n_->prefetch(l.next);
     }
 
     detail::index_list& list(queue q) noexcept {
@@ -390,10 +446,10 @@ struct basic_w_tinylfu {
     }
 
     static constexpr std::uint32_t k_buffer = 64;
-    static constexpr std::uint32_t k_prefetch_ahead = 4;
 
     Nodes* n_;
     std::uint32_t pending_count_ = 0;
+    std::uint16_t epoch_ = 0;
     std::array<detail::index_t, k_buffer> pending_;
     detail::index_list window_, probation_, protected_;
     detail::count_min_sketch sketch_;
