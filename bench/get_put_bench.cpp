@@ -231,6 +231,9 @@ void register_all() {
   register_kind(cachet_kind<cachet::fifo>("cachet_fifo", "fifo"));
   register_kind(cachet_kind<cachet::ttl>("cachet_ttl", "ttl"));
   register_kind(cachet_kind<cachet::random>("cachet_random", "random"));
+  register_kind(cachet_kind<cachet::sieve>("cachet_sieve", "sieve"));
+  register_kind(cachet_kind<cachet::s3fifo>("cachet_s3fifo", "s3fifo"));
+  register_kind(cachet_kind<cachet::w_tinylfu>("cachet_w_tinylfu", "w_tinylfu"));
   // TTL on but nothing expires: the cost of deadline checks on the read path.
   register_kind(cachet_kind<cachet::ttl>("cachet_ttl_ttlon", "ttl",
                                          std::chrono::hours(1), {workload::read100}));

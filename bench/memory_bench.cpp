@@ -17,8 +17,6 @@
 #include <cachet/cachet.hpp>
 
 #define CACHET_BENCH_STD_BASELINES_ONLY 1
-#include "baselines.hpp"
-
 #include <malloc.h>
 
 #include <atomic>
@@ -33,6 +31,8 @@
 #include <string>
 #include <vector>
 
+#include "baselines.hpp"
+
 // ---------------------------------------------------------------------------
 // Counting allocator hooks.
 // ---------------------------------------------------------------------------
@@ -43,13 +43,15 @@ std::atomic<std::int64_t> g_live_allocs{0};
 std::atomic<std::int64_t> g_total_allocs{0};
 
 void note_alloc(void* p) noexcept {
-  g_live_bytes.fetch_add(static_cast<std::int64_t>(malloc_usable_size(p)), std::memory_order_relaxed);
+  g_live_bytes.fetch_add(static_cast<std::int64_t>(malloc_usable_size(p)),
+                         std::memory_order_relaxed);
   g_live_allocs.fetch_add(1, std::memory_order_relaxed);
   g_total_allocs.fetch_add(1, std::memory_order_relaxed);
 }
 
 void note_free(void* p) noexcept {
-  g_live_bytes.fetch_sub(static_cast<std::int64_t>(malloc_usable_size(p)), std::memory_order_relaxed);
+  g_live_bytes.fetch_sub(static_cast<std::int64_t>(malloc_usable_size(p)),
+                         std::memory_order_relaxed);
   g_live_allocs.fetch_sub(1, std::memory_order_relaxed);
 }
 
@@ -118,7 +120,9 @@ void operator delete[](void* p, std::align_val_t) noexcept { counted_free(p); }
 void operator delete(void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
 void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
 void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { counted_free(p); }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { counted_free(p); }
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  counted_free(p);
+}
 
 // ---------------------------------------------------------------------------
 // Measurement.
@@ -145,16 +149,18 @@ key_type key_at(std::size_t i) {
   return cachet::detail::mix64(static_cast<std::uint64_t>(i) + 0x9e3779b97f4a7c15ULL);
 }
 
+// Puts `inserts` distinct keys (kEntries unless a policy's state keeps growing after the store is
+// full, as s3fifo's ghost does) and counts the live bytes.
 template <class MakeStore>
-result measure(const std::string& name, MakeStore make) {
+result measure(const std::string& name, MakeStore make, std::size_t inserts = kEntries) {
   result r;
   r.backend = name;
   const std::int64_t bytes_before = g_live_bytes.load();
   const std::int64_t allocs_before = g_live_allocs.load();
   {
     auto store = make();
-    for (std::size_t i = 0; i < kEntries; ++i) store->put(key_at(i), static_cast<value_type>(i));
-    r.inserted = kEntries;
+    for (std::size_t i = 0; i < inserts; ++i) store->put(key_at(i), static_cast<value_type>(i));
+    r.inserted = inserts;
     r.resident = store->size();
     r.bytes = g_live_bytes.load() - bytes_before;
     r.allocs = g_live_allocs.load() - allocs_before;
@@ -164,13 +170,17 @@ result measure(const std::string& name, MakeStore make) {
 }
 
 template <class Policy>
-result measure_cachet(const std::string& name) {
-  return measure(name, [] {
-    cachet::store_options<key_type, value_type> opts;
-    opts.max_entries = kEntries;
-    opts.default_ttl = std::chrono::hours(1);
-    return std::make_unique<cachet::sharded_store<key_type, value_type, Policy>>(std::move(opts));
-  });
+result measure_cachet(const std::string& name, std::size_t inserts = kEntries) {
+  return measure(
+      name,
+      [] {
+        cachet::store_options<key_type, value_type> opts;
+        opts.max_entries = kEntries;
+        opts.default_ttl = std::chrono::hours(1);
+        return std::make_unique<cachet::sharded_store<key_type, value_type, Policy>>(
+            std::move(opts));
+      },
+      inserts);
 }
 
 }  // namespace
@@ -183,27 +193,37 @@ int main() {
     results.push_back(measure_cachet<cachet::fifo>("fifo"));
     results.push_back(measure_cachet<cachet::ttl>("ttl"));
     results.push_back(measure_cachet<cachet::random>("random"));
+    results.push_back(measure_cachet<cachet::sieve>("sieve"));
+    results.push_back(measure_cachet<cachet::s3fifo>("s3fifo"));
+    // The ghost fills only as small evicts: after 3 x capacity distinct puts it is at its size.
+    results.push_back(measure_cachet<cachet::s3fifo>("s3fifo, ghost full", 3 * kEntries));
+    results.push_back(measure_cachet<cachet::w_tinylfu>("w_tinylfu"));
     results.push_back(measure_cachet<cachet::no_eviction>("no_eviction"));
     results.push_back(measure("mutex_lru (reference)", [] {
       return std::make_unique<cachet_bench::mutex_lru<key_type, value_type>>(kEntries);
     }));
 
-    std::printf("cachet memory per entry: K = V = uint64_t (K+V = %.0f bytes), max_entries = %zu, "
-                "default_ttl = 1h\n",
-                kKV, kEntries);
-    std::printf("bytes = live operator-new bytes (malloc_usable_size) after inserting %zu distinct keys\n\n",
-                kEntries);
+    std::printf(
+        "cachet memory per entry: K = V = uint64_t (K+V = %.0f bytes), max_entries = %zu, "
+        "default_ttl = 1h\n",
+        kKV, kEntries);
+    std::printf(
+        "bytes = live operator-new bytes (malloc_usable_size) after inserting %zu distinct "
+        "keys\n\n",
+        kEntries);
     std::printf("%-22s %16s %20s\n", "backend", "bytes/entry_total", "overhead_beyond_KV");
     for (const auto& r : results) {
-      const double per = r.resident == 0 ? 0.0 : static_cast<double>(r.bytes) / static_cast<double>(r.resident);
+      const double per =
+          r.resident == 0 ? 0.0 : static_cast<double>(r.bytes) / static_cast<double>(r.resident);
       std::printf("%-22s %16.1f %20.1f\n", r.backend.c_str(), per, per - kKV);
     }
     std::printf("\n");
     for (const auto& r : results) {
-      std::printf("counts %-22s inserted=%zu resident=%zu live_bytes=%lld live_allocs=%lld "
-                  "bytes_left_after_destroy=%lld\n",
-                  r.backend.c_str(), r.inserted, r.resident, static_cast<long long>(r.bytes),
-                  static_cast<long long>(r.allocs), static_cast<long long>(r.leaked_bytes));
+      std::printf(
+          "counts %-22s inserted=%zu resident=%zu live_bytes=%lld live_allocs=%lld "
+          "bytes_left_after_destroy=%lld\n",
+          r.backend.c_str(), r.inserted, r.resident, static_cast<long long>(r.bytes),
+          static_cast<long long>(r.allocs), static_cast<long long>(r.leaked_bytes));
     }
     std::printf("total operator-new calls in this process: %lld\n",
                 static_cast<long long>(g_total_allocs.load()));

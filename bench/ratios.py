@@ -37,9 +37,16 @@ def main():
     ap.add_argument("--min-time", default="0.3")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--workloads", default="read100,read75_write25")
+    ap.add_argument("--caches", default="",
+                    help="comma-separated caches to run (the baselines are always run); default all")
     args = ap.parse_args()
     threads = args.threads.split(",")
-    pattern = f"^({'|'.join(args.workloads.split(','))})/.*/threads:({'|'.join(threads)})$"
+    caches = ".*"
+    if args.caches:
+        caches = "(" + "|".join(args.caches.split(",") +
+                                ["sharded_map", "mutex_lru", "tbb_lru", "cuckoo_map"]) + ")"
+    pattern = (f"^({'|'.join(args.workloads.split(','))})/{caches}/real_time/"
+               f"threads:({'|'.join(threads)})$")
     rounds = [one_round(args.binary, pattern, args.min_time) for _ in range(args.rounds)]
     keys = sorted(rounds[0], key=lambda k: (k[0], k[1], not k[2].startswith("cachet"), k[2]))
     baselines = ["sharded_map", "mutex_lru", "tbb_lru", "cuckoo_map"]
