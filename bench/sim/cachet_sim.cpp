@@ -129,25 +129,31 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
   }
 }
 
-std::size_t parse_count(std::string_view s, std::string_view what) {
-  std::size_t v = 0;
+// The whole of `s` as a decimal integer, or nullopt (empty, a sign, other characters, overflow).
+std::optional<std::uint64_t> decimal(std::string_view s) {
+  std::uint64_t v = 0;
   const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc{} || p != s.data() + s.size()) {
-    throw usage_error(std::string(what) + " '" + std::string(s) +
-                      "' is not a positive decimal integer");
-  }
-  if (v == 0) throw usage_error(std::string(what) + " must be at least 1, got 0");
+  if (s.empty() || ec != std::errc{} || p != s.data() + s.size()) return std::nullopt;
   return v;
 }
 
+std::size_t parse_count(std::string_view s, std::string_view what) {
+  const auto v = decimal(s);
+  if (!v) {
+    throw usage_error(std::string(what) + " '" + std::string(s) +
+                      "' is not a positive decimal integer");
+  }
+  if (*v == 0) throw usage_error(std::string(what) + " must be at least 1, got 0");
+  return static_cast<std::size_t>(*v);
+}
+
 std::uint64_t parse_u64(std::string_view s, std::string_view what) {
-  std::uint64_t v = 0;
-  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc{} || p != s.data() + s.size()) {
+  const auto v = decimal(s);
+  if (!v) {
     throw usage_error(std::string(what) + " '" + std::string(s) +
                       "' is not a decimal integer in [0, 2^64)");
   }
-  return v;
+  return *v;
 }
 
 std::string join(const std::vector<std::string>& v, std::string_view sep) {
@@ -452,8 +458,8 @@ void write_plot(const cli& c, const std::vector<row>& rows) {
   plot p;
   p.title = "Hit ratio vs cache size: " + rows.front().trace;
   p.subtitle = std::to_string(rows.front().r.requests) + " requests; cachet::sharded_store, " +
-               std::to_string(c.shards) + (c.shards == 1 ? " shard" : " shards") +
-               ", hash seed " + std::to_string(c.seed);
+               std::to_string(c.shards) + (c.shards == 1 ? " shard" : " shards") + ", hash seed " +
+               std::to_string(c.seed);
   p.log_x = c.swept || c.capacities.back() >= 20 * c.capacities.front();
   for (const std::string& policy : c.policies) {
     plot_series s{policy, {}};
