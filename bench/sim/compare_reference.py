@@ -6,7 +6,7 @@ table: for each trace and size, the reference columns asked for, then each cache
 mean over the seeds with its [min-max] range, its difference from one reference column (--versus),
 and the gap of each policy to the best reference column of the row (every column of the README
 counts for "best", shown or not). Policy cells are "mean [min-max]" over the seeds, or one value
-when every seed gave the same. The numbers quoted in
+when every seed gave the same to two decimals. The numbers quoted in
 bench/RESULTS.md come from this script; it reads the traces where they lie, never copies them.
 
   python3 bench/sim/compare_reference.py --sim build/release/bench/sim/cachet-sim \
@@ -102,7 +102,8 @@ def main():
             for p in policies:
                 v = ours[(t, p, c)]
                 m = statistics.mean(v)
-                spread = f" [{min(v):.2f}-{max(v):.2f}]" if min(v) != max(v) else ""
+                lo, hi = f"{min(v):.2f}", f"{max(v):.2f}"
+                spread = f" [{lo}-{hi}]" if lo != hi else ""
                 cells.append(f"{m:.2f}{spread}")
                 if args.versus in ref:
                     d = m - ref[args.versus]
