@@ -20,10 +20,11 @@
 // the loser is evicted. The winner is decided by a count-min sketch of 4-bit counters
 // (detail/count_min_sketch.hpp) that sees every access (get hits, get misses and updates) and
 // halves all counters every 10 x C additions:
-//   candidate estimate >  victim estimate                   -> the candidate enters probation;
-//   candidate estimate <= 5 (and not > victim)              -> the candidate is evicted;
+//   candidate estimate >  victim estimate + margin          -> the candidate enters probation;
+//   candidate estimate <= 5 (and not above)                 -> the candidate is evicted;
 //   otherwise (a warm candidate losing to a hotter victim)  -> admitted with probability 1/128.
-// Ties keep the victim, so a loop or scan cannot churn main. The last rule is Caffeine's defence
+// The margin is 0 (the adaptive policy may choose 1, see below). Ties keep the victim, so a loop
+// or scan cannot churn main. The last rule is Caffeine's defence
 // against hash flooding: an attacker who drives a victim's counters to 15 through colliding keys
 // would otherwise lock every newcomer out of main; a warm candidate still gets in now and then,
 // and the threshold keeps the jitter off cold one-hit wonders, so the hit ratio does not suffer.
@@ -48,17 +49,34 @@
 //                           enough to rank keys, short enough that yesterday's favourites fade.
 //   warm_threshold = 5, random_admit_mask = 127
 //                           Caffeine's hash-flooding rule above: 15 halves to 7, so 6+ is "warm".
-//   adaptive = false        true: hill climbing on the hit ratio resizes the window, as Caffeine
-//                           2.7+ does. The gets of each sample of 10 x C, counted once the shard
-//                           has been full, give a hit ratio; the first is the baseline, and after
-//                           each later one the window moves by `step` entries, in the same
-//                           direction if the hit ratio did not fall and the other way if it did.
-//                           The step starts at -6.25% of C (shrink first, as Caffeine), decays by
-//                           2% per sample, and restarts at 6.25% of C when the hit ratio moves by
-//                           5 points or more. The window trades entries with the protected share
-//                           (window 1 .. W + protected), moving at most 256 entries per eviction;
-//                           the rest of a resize carries over to the next eviction.
-//   w_tinylfu is the static 1% window; w_tinylfu_adaptive turns on hill climbing.
+//   adaptive = false        true: the shard learns its window size and admission margin from
+//                           shadow caches ("miniature simulation": Waldspurger et al., "Cache
+//                           modeling and optimization using miniature simulations", USENIX ATC
+//                           2017). Eight shadows (detail/tinylfu_shadow.hpp) run W-TinyLFU over
+//                           key hashes only, one per shape: window 1, 10, 40 or 80% of C, each
+//                           with margin 0 or 1. They share this shard's sketch, and are fed the
+//                           accesses (get hits, get misses, updates) of the keys whose 32-bit hash
+//                           falls below size / C x 2^32, a spatially sampled stream, where size,
+//                           each shadow's capacity, is C >> sim_shift clamped to [sim_min_entries,
+//                           sim_max_entries] (defaults 1/32, 64, 256) and to C. Every 10 x C
+//                           accesses each shadow's score becomes half its old score plus its hits
+//                           in the period, and the shard takes the shape of the best score if it
+//                           beats the shape in force by more than 1% (at first the shard runs the
+//                           static 1% window with margin 0). The window trades entries with the
+//                           protected share (window 1 .. W + protected, so 80% at most), moving at
+//                           most 256 entries per eviction; the rest carries over to the next
+//                           eviction. Weight-bounded shards rebuild their shadows (forgetting
+//                           them) when they rebuild the sketch.
+//                           Why: on the shared traces (bench/RESULTS.md) the best static window
+//                           runs from 1% (loops, gli, cs) to 60-80% (sprite); Caffeine's hill
+//                           climbing moves 6.25% of C per 10 x C accesses and had not arrived when
+//                           the shorter traces ended (sprite at 1000 entries: 84.6 against LRU's
+//                           90.6), and climbing on one noisy hit ratio also stepped the wrong way.
+//                           Shadows compare every shape on the same accesses each period. Margin 1
+//                           (a candidate must be seen twice more than the victim) keeps main still
+//                           on loops, where every candidate was seen once more than the victim
+//                           (cs at 100 entries: 2.0 with margin 0, 5.5 when chosen).
+//   w_tinylfu is the static 1% window; w_tinylfu_adaptive turns on the shadows.
 //
 // Mapping onto the store's contract (eviction.hpp). The store asks victim() only when a new key
 // must make room, just before on_insert() puts it in the window; so victim() plays the window
@@ -88,15 +106,26 @@
 // protected or the window, so most batches take the first way; a hot key's shard, whose batches
 // are mostly that key, does one relink and one sketch step per run. The policy prefetches the
 // batch's sketch lines, and list neighbours a few hits ahead. No allocation.
+// w_tinylfu_adaptive adds, per access, a compare of the hash with the sampling threshold and a
+// period count, and for the sampled accesses (64 / C of them up to 2,048 entries, 1 in 32 up to
+// 8,192, fewer above) an access to each of the eight shadows: a probe of a small open-addressing
+// index and a relink, and on a shadow miss two sketch estimates for the duel. The choice of shape
+// every 10 x C accesses is a loop over 8 scores. Measured (bench/RESULTS.md): about 8% more
+// instructions per hit than w_tinylfu, and 0.7 to 0.75 of its read throughput in GetPut.
 //
 // Memory: the hook is 12 bytes (two 32-bit links, the queue id and a 16-bit drain mark); the sketch
 // adds 8 bytes per entry rounded up to a power of two: 8 x bit_ceil(max(C, 8)) / C, 8 to 16 bytes
 // for C >= 8. So 20 to 28 bytes per entry: 20.2 at C = 1000, 20.4 at C = 1,000,000 per shard, 28
-// just past a power of two. Per shard, 472 bytes more (lists, hit buffer, climber).
+// just past a power of two. Per shard, about 430 bytes more (lists, hit buffer).
+// w_tinylfu_adaptive adds the shadows: 8 x (9 bytes per hash + a 16-bit index of 2 to 4 slots
+// per hash) + about 1 KB, so 7.6 KB per shard up to 2,048 entries, 8 x C / 32 x 13 to 17 bytes,
+// 3.3 to 4.3 bytes per entry, from 2,048 to 8,192, and 27 KB per shard above (1.7 bytes per entry
+// at 15,625, 0.4 at 65,536). Small shards pay the most per entry: 76 bytes at C = 100.
 //
 // Thread safety: used only under the shard lock (see eviction.hpp). Exception safety: the shard
-// policy's constructor allocates the sketch (std::bad_alloc); every member is noexcept; a
-// weight-bounded shard's sketch rebuild that fails to allocate keeps the old sketch.
+// policy's constructor allocates the sketch and the shadows (std::bad_alloc); every member is
+// noexcept; a weight-bounded shard's sketch rebuild that fails to allocate keeps the old sketch,
+// and a shadow rebuild that fails leaves the shard in its current shape, adapting no more.
 // Example: cachet::sharded_store<std::string, std::string, cachet::w_tinylfu> s(
 //              {.max_entries = 100'000});
 #pragma once
@@ -104,11 +133,12 @@
 #include <algorithm>
 #include <array>
 #include <bit>
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "cachet/detail/count_min_sketch.hpp"
+#include "cachet/detail/tinylfu_shadow.hpp"
 #include "cachet/eviction.hpp"
 
 namespace cachet {
@@ -120,7 +150,12 @@ struct w_tinylfu_traits {
   static constexpr std::uint64_t sample_factor = 10;       // sketch halves every factor x C
   static constexpr std::uint32_t warm_threshold = 5;       // see "the rules"
   static constexpr std::uint32_t random_admit_mask = 127;  // 2^k - 1: admit 1 in 2^k
-  static constexpr bool adaptive = false;                  // hill-climb the window size
+  static constexpr bool adaptive = false;                  // learn window and margin
+  // adaptive only: each shadow cache holds C >> sim_shift hashes, clamped to
+  // [sim_min_entries, sim_max_entries] and to C (see "adaptive").
+  static constexpr std::uint32_t sim_shift = 5;
+  static constexpr std::uint32_t sim_min_entries = 64;
+  static constexpr std::uint32_t sim_max_entries = 256;
 };
 
 struct w_tinylfu_adaptive_traits : w_tinylfu_traits {
@@ -136,6 +171,11 @@ struct basic_w_tinylfu {
   static_assert(Traits::sample_factor >= 1, "w_tinylfu traits: sample_factor must be >= 1");
   static_assert(std::has_single_bit(Traits::random_admit_mask + 1),
                 "w_tinylfu traits: random_admit_mask must be 2^k - 1");
+  static_assert(Traits::sim_min_entries >= 1 &&
+                    Traits::sim_min_entries <= Traits::sim_max_entries &&
+                    Traits::sim_max_entries <= detail::tinylfu_shadow::k_max_capacity,
+                "w_tinylfu traits: need 1 <= sim_min_entries <= sim_max_entries <= 65534");
+  static_assert(Traits::sim_shift < 32, "w_tinylfu traits: sim_shift must be < 32");
 
   enum class queue : std::uint8_t { window, probation, protect };
 
@@ -164,7 +204,9 @@ struct basic_w_tinylfu {
           sketch_base_(init.capacity != 0 ? init.capacity : k_unbounded_sketch),
           rng_(seed_mix(init.seed) | 1) {
       resize_to(init.capacity);
-      if constexpr (Traits::adaptive) step_ = -k_step_fraction * static_cast<double>(base_);
+      if constexpr (Traits::adaptive) {
+        if (bounded_) build_shadows(init.seed);  // weight-bounded: once the shard has a size
+      }
     }
 
     void on_insert(detail::index_t i) noexcept {
@@ -182,12 +224,13 @@ struct basic_w_tinylfu {
     void on_update(detail::index_t i) noexcept {
       drain();
       sketch_.increment(n_->hash(i));
+      if constexpr (Traits::adaptive) observe(n_->hash(i));
       touch(i);
     }
     void on_miss(std::uint32_t hash) noexcept {
       drain();  // the order of additions decides when the sketch halves
       sketch_.increment(hash);
-      if constexpr (Traits::adaptive) misses_ += full_;
+      if constexpr (Traits::adaptive) observe(hash);
     }
     void on_remove(detail::index_t i) noexcept {
       drain();
@@ -196,10 +239,7 @@ struct basic_w_tinylfu {
 
     detail::index_t victim() noexcept {
       drain();
-      if constexpr (Traits::adaptive) {
-        full_ = true;
-        climb();
-      }
+      if constexpr (Traits::adaptive) resize_window();
       const detail::index_t v = main_victim();
       if (window_.size() < window_max_) {
         return v != detail::npos ? v : window_.tail();  // the newcomer fits in the window
@@ -227,13 +267,25 @@ struct basic_w_tinylfu {
     std::size_t window_max() const noexcept { return window_max_; }
     std::size_t protected_max() const noexcept { return protected_max_; }
     const detail::count_min_sketch& sketch() const noexcept { return sketch_; }
+    // adaptive only: the admission margin in force, and the shadow caches (see "adaptive").
+    std::uint32_t admit_margin() const noexcept { return margin_; }
+    static constexpr std::size_t shadow_count() noexcept { return k_shapes; }
+    const detail::tinylfu_shadow& shadow(std::size_t k) const noexcept requires Traits::adaptive {
+      return sim_.shadows[k];
+    }
+    static constexpr std::uint32_t shadow_window_percent(std::size_t k) noexcept {
+      return k_window_percents[k % k_window_percents.size()];
+    }
+    static constexpr std::uint32_t shadow_margin(std::size_t k) noexcept {
+      return static_cast<std::uint32_t>(k / k_window_percents.size());
+    }
 
    private:
     static constexpr std::size_t k_unbounded_sketch = 64;
-    static constexpr double k_step_fraction = 0.0625;     // hill climber: initial / restart step
-    static constexpr double k_step_decay = 0.98;          // per sample
-    static constexpr double k_restart_threshold = 0.05;   // hit-ratio change that restarts
     static constexpr std::size_t k_transfer_bound = 256;  // entries moved per eviction
+    // adaptive: the shapes tried, every window with every margin (margin = k / 4)
+    static constexpr std::array<std::uint32_t, 4> k_window_percents = {1, 10, 40, 80};
+    static constexpr std::size_t k_shapes = 2 * k_window_percents.size();
 
     // Applies the buffered hits exactly as if each had been applied when it happened. The sketch
     // and the queues do not read each other, so they are replayed in two passes:
@@ -262,8 +314,17 @@ struct basic_w_tinylfu {
         const detail::index_t i = pending_[k];
         std::uint32_t run = 1;
         while (k + run < n && pending_[k + run] == i) ++run;
-        sketch_.increment_located(located[k], run);
-        if constexpr (Traits::adaptive) hits_ += full_ ? run : 0;
+        if constexpr (Traits::adaptive) {
+          // The shadows see the sketch as of each access: the first of a run may be a shadow miss
+          // that duels; the rest are shadow hits, which read no estimate.
+          const std::uint32_t hash = n_->hash(i);
+          sketch_.increment_located(located[k], 1);
+          observe(hash);
+          if (run > 1) sketch_.increment_located(located[k], run - 1);
+          for (std::uint32_t r = 1; r < run; ++r) observe(hash);
+        } else {
+          sketch_.increment_located(located[k], run);
+        }
         promotes = promotes || n_->hook(i).q == queue::probation;
         k += run - 1;
       }
@@ -316,7 +377,7 @@ struct basic_w_tinylfu {
 
     bool admit_candidate(std::uint32_t candidate, std::uint32_t victim) noexcept {
       const std::uint32_t fc = sketch_.estimate(candidate);
-      if (fc > sketch_.estimate(victim)) return true;
+      if (fc > sketch_.estimate(victim) + margin_) return true;
       if (fc <= Traits::warm_threshold) return false;
       return ((next_random() >> 32) & Traits::random_admit_mask) == 0;
     }
@@ -362,7 +423,7 @@ struct basic_w_tinylfu {
       const std::size_t w = window_target(base);
       return base > w ? (base - w) * Traits::protected_percent / 100 : 0;
     }
-    // Grows the sizes to those of `base`, keeping what the hill climber moved.
+    // Grows the sizes to those of `base`, keeping what adaptation moved.
     void resize_to(std::size_t base) noexcept {
       window_max_ += window_target(base) - window_target(base_);
       protected_max_ += protected_target(base) - protected_target(base_);
@@ -372,29 +433,88 @@ struct basic_w_tinylfu {
       const std::size_t live = window_.size() + probation_.size() + protected_.size();
       if (live <= base_) return;
       resize_to(live);
-      if (live > sketch_base_ && sketch_.try_resize(2 * live)) sketch_base_ = 2 * live;
+      if (live > sketch_base_ && sketch_.try_resize(2 * live)) {
+        sketch_base_ = 2 * live;
+        if constexpr (Traits::adaptive) {
+          try {
+            build_shadows(rng_);
+          } catch (...) {  // std::bad_alloc: keep the current shape
+            for (auto& sh : sim_.shadows) sh.reset({}, 1);  // capacity 0: allocates nothing
+            sim_.threshold = 0;
+          }
+        }
+      }
     }
 
-    // ---- hill climbing (Traits::adaptive)
-    void climb() noexcept {
-      const std::uint64_t requests = hits_ + misses_;
-      if (adjustment_ == 0 && requests >= sketch_.sample_size() && requests != 0) {
-        const double rate = static_cast<double>(hits_) / static_cast<double>(requests);
-        hits_ = misses_ = 0;
-        if (!sampled_) {  // the first sample is the baseline: there is no change to measure yet
-          sampled_ = true;
-          previous_rate_ = rate;
-          return;
-        }
-        const double change = rate - previous_rate_;
-        const double restart = k_step_fraction * static_cast<double>(base_);
-        if (step_ == 0) step_ = -restart;  // a weight-bounded shard knew no size at construction
-        const double amount = change >= 0 ? step_ : -step_;
-        step_ = std::abs(change) >= k_restart_threshold ? (amount >= 0 ? restart : -restart)
-                                                        : k_step_decay * amount;
-        previous_rate_ = rate;
-        adjustment_ = static_cast<std::int64_t>(amount);
+    // ---- adaptation (Traits::adaptive): see "adaptive" above
+    // A shadow of `capacity` hashes shaped like this shard with window percentage `pct`, trading
+    // with protected's share as the real window does.
+    static detail::tinylfu_shadow::shape shadow_shape(std::size_t capacity, std::uint32_t pct,
+                                                      std::uint32_t margin) noexcept {
+      const std::size_t w0 = window_target(capacity), p0 = protected_target(capacity);
+      const std::size_t w = std::min(window_for(capacity, pct), w0 + p0);
+      return {.capacity = static_cast<std::uint32_t>(capacity),
+              .window = static_cast<std::uint32_t>(w),
+              .protect = static_cast<std::uint32_t>(w0 + p0 - w),
+              .margin = margin};
+    }
+    static std::size_t window_for(std::size_t capacity, std::uint32_t pct) noexcept {
+      return std::max<std::size_t>(1, (capacity * pct + 99) / 100);
+    }
+    // Sizes the shadows for base_ and empties them. Throws std::bad_alloc.
+    void build_shadows(std::uint64_t seed) {
+      const std::size_t size = std::min<std::size_t>(
+          base_, std::clamp<std::size_t>(base_ >> Traits::sim_shift, Traits::sim_min_entries,
+                                         Traits::sim_max_entries));
+      sim_.threshold = 0;
+      for (std::size_t k = 0; k < k_shapes; ++k) {
+        sim_.shadows[k].reset(shadow_shape(size, shadow_window_percent(k), shadow_margin(k)),
+                              seed_mix(seed + k));
       }
+      // Hashes below the threshold are fed: a sample of size / base_ of the keys.
+      sim_.threshold = base_ == 0 ? 0 : (std::uint64_t{size} << 32) / base_;
+      sim_.seen = 0;
+      sim_.scores = {};
+      sim_.last_hits = {};
+    }
+    // Feeds one access to the shadows (if its hash is in the sample), and every Traits::
+    // sample_factor x C accesses picks the shape to follow.
+    void observe(std::uint32_t hash) noexcept {
+      if (hash < sim_.threshold) [[unlikely]] {
+        feed_shadows(hash);
+      }
+      if (++sim_.seen >= Traits::sample_factor * base_) [[unlikely]] {
+        choose_shape();
+      }
+    }
+    [[gnu::noinline]] void feed_shadows(std::uint32_t hash) noexcept {
+      const auto estimate = [this](std::uint32_t h) noexcept { return sketch_.estimate(h); };
+      for (auto& sh : sim_.shadows) {
+        sh.access(hash, estimate, Traits::warm_threshold, Traits::random_admit_mask);
+      }
+    }
+    [[gnu::noinline]] void choose_shape() noexcept {
+      sim_.seen = 0;
+      if (sim_.threshold == 0) return;  // no shadows
+      std::size_t best = sim_.current;
+      for (std::size_t k = 0; k < k_shapes; ++k) {
+        const std::uint64_t hits = sim_.shadows[k].hits();
+        sim_.scores[k] = sim_.scores[k] / 2 + (hits - sim_.last_hits[k]);
+        sim_.last_hits[k] = hits;
+        if (best == k_shapes || sim_.scores[k] > sim_.scores[best]) best = k;
+      }
+      // Move only for a clear win: more than 1% over the shape in force.
+      if (sim_.current != k_shapes && sim_.scores[best] * 100 <= sim_.scores[sim_.current] * 101) {
+        return;
+      }
+      sim_.current = best;
+      margin_ = shadow_margin(best);
+      const std::size_t target = std::min(window_for(base_, shadow_window_percent(best)),
+                                          window_target(base_) + protected_target(base_));
+      adjustment_ = static_cast<std::int64_t>(target) - static_cast<std::int64_t>(window_max_);
+    }
+    // Moves the window toward the chosen size, at most k_transfer_bound entries per eviction.
+    void resize_window() noexcept {
       if (adjustment_ > 0) {
         grow_window();
       } else if (adjustment_ < 0) {
@@ -459,13 +579,21 @@ struct basic_w_tinylfu {
     std::size_t protected_max_ = protected_target(0);
     std::size_t sketch_base_;
     std::uint64_t rng_;
-    // hill climber
-    bool full_ = false;                    // victim() has been asked: the shard has been full
-    bool sampled_ = false;                 // the baseline sample is taken
-    std::uint64_t hits_ = 0, misses_ = 0;  // gets since the last sample, counted once full
-    double previous_rate_ = 0;
-    double step_ = 0;
-    std::int64_t adjustment_ = 0;
+    // adaptation
+    struct no_sim {
+      std::array<detail::tinylfu_shadow, 0> shadows;
+    };
+    struct sim_state {
+      std::array<detail::tinylfu_shadow, k_shapes> shadows;
+      std::array<std::uint64_t, k_shapes> scores{};     // hits per period, decayed by half
+      std::array<std::uint64_t, k_shapes> last_hits{};  // shadow hits at the last decision
+      std::uint64_t threshold = 0;                      // sampled hashes are below this
+      std::uint64_t seen = 0;                           // accesses since the last decision
+      std::size_t current = k_shapes;                   // the shape in force; none at first
+    };
+    [[no_unique_address]] std::conditional_t<Traits::adaptive, sim_state, no_sim> sim_;
+    std::uint32_t margin_ = 0;     // admission margin in force (adaptive; 0 otherwise)
+    std::int64_t adjustment_ = 0;  // window entries still to move (adaptive)
   };
 };
 
