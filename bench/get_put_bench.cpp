@@ -234,6 +234,8 @@ void register_all() {
   register_kind(cachet_kind<cachet::sieve>("cachet_sieve", "sieve"));
   register_kind(cachet_kind<cachet::s3fifo>("cachet_s3fifo", "s3fifo"));
   register_kind(cachet_kind<cachet::w_tinylfu>("cachet_w_tinylfu", "w_tinylfu"));
+  register_kind(cachet_kind<cachet::w_tinylfu_adaptive>("cachet_w_tinylfu_adaptive",
+                                                        "w_tinylfu_adaptive"));
   // TTL on but nothing expires: the cost of deadline checks on the read path.
   register_kind(cachet_kind<cachet::ttl>("cachet_ttl_ttlon", "ttl",
                                          std::chrono::hours(1), {workload::read100}));

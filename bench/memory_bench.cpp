@@ -198,6 +198,7 @@ int main() {
     // The ghost fills only as small evicts: after 3 x capacity distinct puts it is at its size.
     results.push_back(measure_cachet<cachet::s3fifo>("s3fifo, ghost full", 3 * kEntries));
     results.push_back(measure_cachet<cachet::w_tinylfu>("w_tinylfu"));
+    results.push_back(measure_cachet<cachet::w_tinylfu_adaptive>("w_tinylfu_adaptive"));
     results.push_back(measure_cachet<cachet::no_eviction>("no_eviction"));
     results.push_back(measure("mutex_lru (reference)", [] {
       return std::make_unique<cachet_bench::mutex_lru<key_type, value_type>>(kEntries);
