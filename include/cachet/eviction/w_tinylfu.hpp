@@ -58,15 +58,15 @@
 //                           accesses (get hits, get misses, updates) of the keys whose 32-bit hash
 //                           falls below size / C x 2^32, a spatially sampled stream, where size,
 //                           each shadow's capacity, is C >> sim_shift clamped to [sim_min_entries,
-//                           sim_max_entries] (defaults 1/32, 64, 256) and to C. Every 10 x C
-//                           accesses each shadow's score becomes half its old score plus its hits
-//                           in the period, and the shard takes the shape of the best score if it
-//                           beats the shape in force by more than 1% (at first the shard runs the
-//                           static 1% window with margin 0). The window trades entries with the
-//                           protected share (window 1 .. W + protected, so 80% at most), moving at
-//                           most 256 entries per eviction; the rest carries over to the next
-//                           eviction. Weight-bounded shards rebuild their shadows (forgetting
-//                           them) when they rebuild the sketch.
+//                           sim_max_entries] (defaults 1/32, 64, 256) and to C. Every 10 x size
+//                           sampled accesses (10 x C accesses on average) each shadow's score
+//                           becomes half its old score plus its hits in the period, and the shard
+//                           takes the shape of the best score if it beats the shape in force by
+//                           more than 1% (at first the shard runs the static 1% window with margin
+//                           0). The window trades entries with the protected share (window 1 .. W +
+//                           protected, so 80% at most), moving at most 256 entries per eviction;
+//                           the rest carries over to the next eviction. Weight-bounded shards
+//                           rebuild their shadows (forgetting them) when they rebuild the sketch.
 //                           Why: on the shared traces (bench/RESULTS.md) the best static window
 //                           runs from 1% (loops, gli, cs) to 60-80% (sprite); Caffeine's hill
 //                           climbing moves 6.25% of C per 10 x C accesses and had not arrived when
@@ -75,7 +75,7 @@
 //                           Shadows compare every shape on the same accesses each period. Margin 1
 //                           (a candidate must be seen twice more than the victim) keeps main still
 //                           on loops, where every candidate was seen once more than the victim
-//                           (cs at 100 entries: 2.0 with margin 0, 5.5 when chosen).
+//                           (cs at 100 entries: 2.1 with margin 0, 5.6 when chosen).
 //   w_tinylfu is the static 1% window; w_tinylfu_adaptive turns on the shadows.
 //
 // Mapping onto the store's contract (eviction.hpp). The store asks victim() only when a new key
@@ -106,12 +106,11 @@
 // protected or the window, so most batches take the first way; a hot key's shard, whose batches
 // are mostly that key, does one relink and one sketch step per run. The policy prefetches the
 // batch's sketch lines, and list neighbours a few hits ahead. No allocation.
-// w_tinylfu_adaptive adds, per access, a compare of the hash with the sampling threshold and a
-// period count, and for the sampled accesses (64 / C of them up to 2,048 entries, 1 in 32 up to
-// 8,192, fewer above) an access to each of the eight shadows: a probe of a small open-addressing
-// index and a relink, and on a shadow miss two sketch estimates for the duel. The choice of shape
-// every 10 x C accesses is a loop over 8 scores. Measured (bench/RESULTS.md): about 8% more
-// instructions per hit than w_tinylfu, and 0.7 to 0.75 of its read throughput in GetPut.
+// w_tinylfu_adaptive adds, per access, a compare of the hash with the sampling threshold, and
+// for the sampled accesses (64 / C of them up to 2,048 entries, 1 in 32 up to 8,192, fewer
+// above) an access to each of the eight shadows: a probe of a small open-addressing index and a
+// relink, and on a shadow miss two sketch estimates for the duel. The choice of shape, every 10 x
+// C accesses on average, is a loop over 8 scores. Measured in bench/RESULTS.md.
 //
 // Memory: the hook is 12 bytes (two 32-bit links, the queue id and a 16-bit drain mark); the sketch
 // adds 8 bytes per entry rounded up to a power of two: 8 x bit_ceil(max(C, 8)) / C, 8 to 16 bytes
@@ -223,14 +222,15 @@ struct basic_w_tinylfu {
     }
     void on_update(detail::index_t i) noexcept {
       drain();
-      sketch_.increment(n_->hash(i));
-      if constexpr (Traits::adaptive) observe(n_->hash(i));
+      const std::uint32_t hash = n_->hash(i);
+      sketch_.increment(hash);
+      if (sampled(hash)) observe(hash);
       touch(i);
     }
     void on_miss(std::uint32_t hash) noexcept {
       drain();  // the order of additions decides when the sketch halves
       sketch_.increment(hash);
-      if constexpr (Traits::adaptive) observe(hash);
+      if (sampled(hash)) observe(hash);
     }
     void on_remove(detail::index_t i) noexcept {
       drain();
@@ -314,10 +314,10 @@ struct basic_w_tinylfu {
         const detail::index_t i = pending_[k];
         std::uint32_t run = 1;
         while (k + run < n && pending_[k + run] == i) ++run;
-        if constexpr (Traits::adaptive) {
+        const std::uint32_t hash = n_->hash(i);
+        if (sampled(hash)) [[unlikely]] {
           // The shadows see the sketch as of each access: the first of a run may be a shadow miss
           // that duels; the rest are shadow hits, which read no estimate.
-          const std::uint32_t hash = n_->hash(i);
           sketch_.increment_located(located[k], 1);
           observe(hash);
           if (run > 1) sketch_.increment_located(located[k], run - 1);
@@ -473,29 +473,32 @@ struct basic_w_tinylfu {
       }
       // Hashes below the threshold are fed: a sample of size / base_ of the keys.
       sim_.threshold = base_ == 0 ? 0 : (std::uint64_t{size} << 32) / base_;
+      sim_.period = Traits::sample_factor * size;
       sim_.seen = 0;
       sim_.scores = {};
       sim_.last_hits = {};
     }
-    // Feeds one access to the shadows (if its hash is in the sample), and every Traits::
-    // sample_factor x C accesses picks the shape to follow.
-    void observe(std::uint32_t hash) noexcept {
-      if (hash < sim_.threshold) [[unlikely]] {
-        feed_shadows(hash);
-      }
-      if (++sim_.seen >= Traits::sample_factor * base_) [[unlikely]] {
-        choose_shape();
+    // Whether the shadows see accesses to this hash: always false without them.
+    bool sampled(std::uint32_t hash) const noexcept {
+      if constexpr (Traits::adaptive) {
+        return hash < sim_.threshold;
+      } else {
+        return false;
       }
     }
-    [[gnu::noinline]] void feed_shadows(std::uint32_t hash) noexcept {
-      const auto estimate = [this](std::uint32_t h) noexcept { return sketch_.estimate(h); };
-      for (auto& sh : sim_.shadows) {
-        sh.access(hash, estimate, Traits::warm_threshold, Traits::random_admit_mask);
+    // Feeds one sampled access to the shadows, and every Traits::sample_factor x size sampled
+    // accesses (10 x C accesses in all, on average) picks the shape to follow.
+    [[gnu::noinline]] void observe(std::uint32_t hash) noexcept {
+      if constexpr (Traits::adaptive) {
+        const auto estimate = [this](std::uint32_t h) noexcept { return sketch_.estimate(h); };
+        for (auto& sh : sim_.shadows) {
+          sh.access(hash, estimate, Traits::warm_threshold, Traits::random_admit_mask);
+        }
+        if (++sim_.seen >= sim_.period) choose_shape();
       }
     }
-    [[gnu::noinline]] void choose_shape() noexcept {
+    void choose_shape() noexcept {
       sim_.seen = 0;
-      if (sim_.threshold == 0) return;  // no shadows
       std::size_t best = sim_.current;
       for (std::size_t k = 0; k < k_shapes; ++k) {
         const std::uint64_t hits = sim_.shadows[k].hits();
@@ -588,7 +591,8 @@ struct basic_w_tinylfu {
       std::array<std::uint64_t, k_shapes> scores{};     // hits per period, decayed by half
       std::array<std::uint64_t, k_shapes> last_hits{};  // shadow hits at the last decision
       std::uint64_t threshold = 0;                      // sampled hashes are below this
-      std::uint64_t seen = 0;                           // accesses since the last decision
+      std::uint64_t seen = 0;                           // sampled accesses since the last decision
+      std::uint64_t period = 0;                         // sampled accesses between decisions
       std::size_t current = k_shapes;                   // the shape in force; none at first
     };
     [[no_unique_address]] std::conditional_t<Traits::adaptive, sim_state, no_sim> sim_;
