@@ -12,8 +12,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "fake_nodes.hpp"
+
 using cachet::detail::index_t;
 using cachet::detail::tinylfu_shadow;
+using cachet_test::fake_nodes;
 
 namespace {
 
@@ -27,16 +30,6 @@ struct counts {
 };
 
 constexpr std::uint32_t k_no_random = 15;  // warm threshold 15: no estimate is above it
-
-template <class P>
-struct fake_nodes {
-  std::vector<typename P::hook> hooks;
-  std::vector<std::uint32_t> hashes;
-  typename P::hook& hook(index_t i) { return hooks[i]; }
-  std::int64_t deadline(index_t) const { return cachet::detail::k_never; }
-  std::uint32_t hash(index_t i) const { return hashes[i]; }
-  void prefetch(index_t) const {}
-};
 
 // A shard policy driven the way sharded_store drives it, with every get a read-through (a miss
 // inserts), keyed by 32-bit hash.

@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "fake_nodes.hpp"
 #include "model.hpp"
 
 using cachet::removal_cause;
@@ -35,17 +36,6 @@ bool read(S& s, int k) {
   s.put(k, k);
   return false;
 }
-
-// The Nodes a policy sees, without a store: for driving a shard_policy directly.
-template <class P>
-struct fake_nodes {
-  std::vector<typename P::hook> hooks;
-  std::vector<std::uint32_t> hashes;
-  typename P::hook& hook(index_t i) { return hooks[i]; }
-  std::int64_t deadline(index_t) const { return cachet::detail::k_never; }
-  std::uint32_t hash(index_t i) const { return hashes[i]; }
-  void prefetch(index_t) const {}
-};
 
 }  // namespace
 
