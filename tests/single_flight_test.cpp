@@ -509,3 +509,52 @@ TEST_CASE("single_flight: stats report p50 and p99 load latency", "[single_fligh
   REQUIRE(st3.load_p50_nanos <= st3.load_p99_nanos);
   REQUIRE(st3.load_p99_nanos <= st3.load_nanos + st3.load_nanos / 16);
 }
+
+TEST_CASE("single_flight: try_lead with a current answer publishes it and runs no load",
+          "[single_flight]") {
+  cachet::single_flight<int, std::string> flights;
+  int loads = 0;
+  auto load = [&]() -> std::optional<std::string> {
+    ++loads;
+    return "loaded";
+  };
+  // Nothing current: the load runs and counts.
+  CHECK(flights.try_lead(
+      1, [] { return std::optional<std::optional<std::string>>(); }, load));
+  CHECK(loads == 1);
+  CHECK(flights.stats().loads == 1);
+  // An answer is current: a follower that joins gets it, no load runs, nothing is counted.
+  std::atomic<bool> joined{false};
+  std::optional<std::string> follower_got;
+  std::thread follower;
+  const bool led = flights.try_lead(
+      1,
+      [&] {
+        follower = std::thread([&] {
+          follower_got = flights.load(1, load);  // joins the flight in progress
+        });
+        joined = await([&] { return flights.stats().coalesced == 1; });
+        return std::optional<std::optional<std::string>>(std::string("current"));
+      },
+      load);
+  follower.join();
+  CHECK_FALSE(led);
+  CHECK(joined);
+  CHECK(follower_got == "current");
+  CHECK(loads == 1);
+  CHECK(flights.stats().loads == 1);
+  CHECK(flights.in_flight() == 0);
+  // A check that throws reaches the caller, is not a load failure, and leaves no flight behind.
+  CHECK_THROWS_AS(flights.try_lead(
+                      1,
+                      []() -> std::optional<std::optional<std::string>> {
+                        throw std::runtime_error("check failed");
+                      },
+                      load),
+                  std::runtime_error);
+  CHECK(flights.stats().load_failures == 0);
+  CHECK(flights.in_flight() == 0);
+  CHECK(flights.try_lead(
+      1, [] { return std::optional<std::optional<std::string>>(); }, load));
+  CHECK(loads == 2);
+}

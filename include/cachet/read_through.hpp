@@ -136,7 +136,15 @@ class read_through {
       stale_serves_.fetch_add(1, std::memory_order_relaxed);
       std::optional<mapped_type> fresh;
       try {
-        flights_.try_lead(key, [&] { return fresh = fill(key); });  // one reader refreshes
+        // One reader refreshes, unless another one did since this one read `e`.
+        flights_.try_lead(
+            key,
+            [&] {
+              std::optional<std::optional<mapped_type>> now = refreshed_since(key, *e);
+              if (now) fresh = *now;
+              return now;
+            },
+            [&] { return fresh = fill(key); });
       } catch (...) {
         refresh_failures_.fetch_add(1, std::memory_order_relaxed);
       }
@@ -283,12 +291,24 @@ class read_through {
       return;
     }
     try {
-      if (flights_.try_lead(key, [&] { return fill(key); })) {
+      if (flights_.try_lead(
+              key, [&] { return refreshed_since(key, e); }, [&] { return fill(key); })) {
         early_refreshes_.fetch_add(1, std::memory_order_relaxed);
       }
     } catch (...) {
       refresh_failures_.fetch_add(1, std::memory_order_relaxed);  // the current value still serves
     }
+  }
+
+  // For a refresh about to run inside its flight: the key's answer now if the cached entry is no
+  // longer `seen` (another refresh or a put replaced it since the caller read it), else nothing,
+  // and the refresh goes ahead. Without this, a reader that read `seen` just before another
+  // reader's refresh ended would refresh it a second time.
+  std::optional<std::optional<mapped_type>> refreshed_since(const key_type& key,
+                                                            const entry& seen) {
+    std::optional<entry> now = store_.get(key);
+    if (!now || now->expiry_ns == seen.expiry_ns) return std::nullopt;
+    return std::optional<std::optional<mapped_type>>(std::move(now->value));
   }
 
   // The time loads are measured on (XFetch's delta). The default coarse clock ticks every few

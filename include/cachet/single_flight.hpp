@@ -141,6 +141,43 @@ class single_flight {
     return true;
   }
 
+  // try_lead() for a refresh that may have become unnecessary: as the leader, before loading,
+  // calls `current()`, which returns something convertible to std::optional<std::optional<V>>.
+  // If it holds an answer (say, the value another thread's refresh just stored), that answer goes
+  // to any followers, no load runs or is counted, and the call returns false; otherwise `load`
+  // runs as in try_lead() and the call returns true. Checking inside the flight closes the race
+  // where a reader that saw the old value reaches try_lead() just after another refresh retired.
+  // An exception from `current` reaches this caller and the followers, like one from `load`, but
+  // is not counted as a load failure.
+  template <class Current, class F>
+  bool try_lead(const K& key, Current&& current, F&& load) {
+    shard& s = shard_for(key);
+    {
+      std::lock_guard<std::mutex> g(s.mu);
+      if (s.flights.contains(key)) return false;
+    }
+    std::promise<std::optional<V>> promise;
+    bool leader = false;
+    const std::shared_ptr<flight> f = join_or_start(s, key, promise, leader);
+    if (!leader) return false;
+    std::optional<std::optional<V>> answer;
+    try {
+      answer = std::forward<Current>(current)();
+    } catch (...) {
+      promise.set_exception(std::current_exception());
+      retire(s, key, f);
+      throw;
+    }
+    if (answer) {
+      promise.set_value(std::move(*answer));
+      retire(s, key, f);
+      return false;
+    }
+    lead(s, key, f, promise, std::forward<F>(load));
+    f->result.get();  // rethrows a failure
+    return true;
+  }
+
   // Returns one answer per key of `keys`, in order, loading each distinct key at most once:
   //   - a key with a load already in flight (another thread's load() or load_all()) is waited for,
   //     as a follower (counted in `coalesced`), like load() does;
