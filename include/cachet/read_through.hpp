@@ -15,6 +15,9 @@
 //     row cannot put it back after a concurrent invalidation.
 //   - stale-while-revalidate: for a grace period after the TTL, readers get the stale value at
 //     once while one of them refreshes it (inline, on that reader's thread: no thread is started);
+//     a refresh, this one or XFetch's, first checks inside its single-flight that the cached
+//     value is still the one its reader saw, so a value is refreshed once, not again by a reader
+//     that saw it just before the first refresh finished;
 //   - stale-if-error: for a bound after the TTL, a failing load is answered with the stale value.
 //   - bulk reads: get_all(keys) serves the cached keys and loads all the others in one call of the
 //     Loader's load_all() (see source.hpp; a Loader without one is called once per key), sharing
