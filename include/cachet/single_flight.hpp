@@ -127,18 +127,8 @@ class single_flight {
   // waits for it. An exception from `load` reaches this caller (and any followers that joined).
   template <class F>
   bool try_lead(const K& key, F&& load) {
-    shard& s = shard_for(key);
-    {
-      std::lock_guard<std::mutex> g(s.mu);
-      if (s.flights.contains(key)) return false;
-    }
-    std::promise<std::optional<V>> promise;
-    bool leader = false;
-    const std::shared_ptr<flight> f = join_or_start(s, key, promise, leader);
-    if (!leader) return false;  // another thread started one in between
-    lead(s, key, f, promise, std::forward<F>(load));
-    f->result.get();  // rethrows a failure
-    return true;
+    return try_lead(
+        key, [] { return std::optional<std::optional<V>>(); }, std::forward<F>(load));
   }
 
   // try_lead() for a refresh that may have become unnecessary: as the leader, before loading,
@@ -159,7 +149,7 @@ class single_flight {
     std::promise<std::optional<V>> promise;
     bool leader = false;
     const std::shared_ptr<flight> f = join_or_start(s, key, promise, leader);
-    if (!leader) return false;
+    if (!leader) return false;  // another thread started one in between
     std::optional<std::optional<V>> answer;
     try {
       answer = std::forward<Current>(current)();
