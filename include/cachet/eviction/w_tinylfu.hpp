@@ -314,14 +314,18 @@ struct basic_w_tinylfu {
         const detail::index_t i = pending_[k];
         std::uint32_t run = 1;
         while (k + run < n && pending_[k + run] == i) ++run;
-        const std::uint32_t hash = n_->hash(i);
-        if (sampled(hash)) [[unlikely]] {
-          // The shadows see the sketch as of each access: the first of a run may be a shadow miss
-          // that duels; the rest are shadow hits, which read no estimate.
-          sketch_.increment_located(located[k], 1);
-          observe(hash);
-          if (run > 1) sketch_.increment_located(located[k], run - 1);
-          for (std::uint32_t r = 1; r < run; ++r) observe(hash);
+        if constexpr (Traits::adaptive) {
+          const std::uint32_t hash = n_->hash(i);
+          if (sampled(hash)) [[unlikely]] {
+            // The shadows see the sketch as of each access: the first of a run may be a shadow
+            // miss that duels; the rest are shadow hits, which read no estimate.
+            sketch_.increment_located(located[k], 1);
+            observe(hash);
+            if (run > 1) sketch_.increment_located(located[k], run - 1);
+            for (std::uint32_t r = 1; r < run; ++r) observe(hash);
+          } else {
+            sketch_.increment_located(located[k], run);
+          }
         } else {
           sketch_.increment_located(located[k], run);
         }
