@@ -587,9 +587,7 @@ struct basic_w_tinylfu {
     std::size_t sketch_base_;
     std::uint64_t rng_;
     // adaptation
-    struct no_sim {
-      std::array<detail::tinylfu_shadow, 0> shadows;
-    };
+    struct no_sim {};
     struct sim_state {
       std::array<detail::tinylfu_shadow, k_shapes> shadows;
       std::array<std::uint64_t, k_shapes> scores{};     // hits per period, decayed by half
