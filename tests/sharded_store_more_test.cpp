@@ -48,6 +48,38 @@ TEMPLATE_TEST_CASE("store: clear, erase_if and for_each", "[store]", CACHET_ALL_
   REQUIRE(s.get(5) == 5);
 }
 
+TEMPLATE_TEST_CASE("store: peek reads without counting, and reclaims what expired", "[store]",
+                   CACHET_ALL_BACKENDS) {
+  cachet::manual_clock clock;
+  recorder<int, int> rec;
+  int_store<TestType> s({.max_entries = 100, .on_removal = rec.listener()}, clock);
+  s.put(1, 10);
+  s.put(2, 20, seconds(1));
+  REQUIRE(s.peek(1) == 10);
+  REQUIRE_FALSE(s.peek(3));
+  clock.advance(seconds(1));
+  REQUIRE_FALSE(s.peek(2));  // expired: not served, and reclaimed
+  const cachet::cache_stats st = s.stats();
+  CHECK(st.hits == 0);
+  CHECK(st.misses == 0);
+  CHECK(st.expirations == 1);
+  CHECK(s.size() == 1);
+  CHECK(rec.take() == std::vector<removal_event<int, int>>{{2, 20, removal_cause::expired}});
+}
+
+TEST_CASE("store: peek leaves the eviction order alone, where get would move the entry",
+          "[store]") {
+  for (const bool peek : {true, false}) {
+    int_store<cachet::lru> s({.max_entries = 2, .shards = 1});
+    s.put(1, 10);
+    s.put(2, 20);
+    REQUIRE((peek ? s.peek(1) : s.get(1)) == 10);
+    s.put(3, 30);  // evicts the least recently used entry
+    CHECK(s.contains(1) != peek);
+    CHECK(s.contains(2) == peek);
+  }
+}
+
 TEMPLATE_TEST_CASE("store: for_each may call back into the store", "[store]", CACHET_ALL_BACKENDS) {
   cachet::manual_clock clock;
   int_store<TestType> s({.max_entries = 1000, .shards = 2}, clock);

@@ -211,6 +211,33 @@ class sharded_store {
     return found;
   }
 
+  // The value for `key`, or nullopt if absent or expired, like get() but quietly: not counted as a
+  // hit or miss and not reported to the eviction policy (a frequency-counting policy would
+  // otherwise count the key twice for one use). For a second look inside a load (the loading
+  // patterns re-check the store before they load). Reclaims the entry if it has expired. Throws
+  // what V's copy constructor, Hash or KeyEqual throw (the store is unchanged then).
+  template <class Q = K>
+  std::optional<V> peek(const key_arg<Q>& key) {
+    const std::uint64_t h = hash_of(key);
+    shard& s = shard_for(h);
+    removal_buffer out;
+    std::optional<V> result;
+    {
+      std::lock_guard<detail::spin_mutex> g(s.mu);
+      auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
+      if (it != s.table.end()) {
+        const detail::index_t i = *it;
+        if (expired(s.nodes[i])) {
+          remove_at(s, it, i, removal_cause::expired, out);
+        } else {
+          result.emplace(s.nodes[i].value);
+        }
+      }
+    }
+    notify(out);
+    return result;
+  }
+
   // Maps key to value with the default TTL (options.default_ttl; none if zero).
   put_result put(K key, V value) {
     return put_impl(std::move(key), std::move(value), default_ttl());
