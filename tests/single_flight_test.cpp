@@ -558,3 +558,55 @@ TEST_CASE("single_flight: try_lead with a current answer publishes it and runs n
       1, [] { return std::optional<std::optional<std::string>>(); }, load));
   CHECK(loads == 2);
 }
+
+TEST_CASE("single_flight: load with a current answer returns it to leader and followers, unloaded",
+          "[single_flight]") {
+  cachet::single_flight<int, std::string> flights;
+  int loads = 0;
+  auto load = [&]() -> std::optional<std::string> {
+    ++loads;
+    return "loaded";
+  };
+  const auto none = [] { return std::optional<std::optional<std::string>>(); };
+  // Nothing current: the load runs, counts, and its value is returned.
+  CHECK(flights.load(1, none, load) == "loaded");
+  CHECK(loads == 1);
+  CHECK(flights.stats().loads == 1);
+  // An answer is current: the leader returns it, a follower that joined gets it too, no load runs.
+  std::atomic<bool> joined{false};
+  std::optional<std::string> follower_got;
+  std::thread follower;
+  const std::optional<std::string> got = flights.load(
+      1,
+      [&] {
+        follower = std::thread([&] { follower_got = flights.load(1, load); });
+        joined = await([&] { return flights.stats().coalesced == 1; });
+        return std::optional<std::optional<std::string>>(std::string("current"));
+      },
+      load);
+  follower.join();
+  CHECK(joined);
+  CHECK(got == "current");
+  CHECK(follower_got == "current");
+  CHECK(loads == 1);
+  CHECK(flights.stats().loads == 1);
+  CHECK(flights.in_flight() == 0);
+  // "Absent" is an answer too: returned as std::nullopt, still no load.
+  CHECK(flights.load(
+            1, [] { return std::optional<std::optional<std::string>>(std::in_place); }, load) ==
+        std::nullopt);
+  CHECK(loads == 1);
+  // A check that throws reaches the caller, is not a load failure, and leaves no flight behind;
+  // the next caller loads.
+  CHECK_THROWS_AS(flights.load(
+                      1,
+                      []() -> std::optional<std::optional<std::string>> {
+                        throw std::runtime_error("check failed");
+                      },
+                      load),
+                  std::runtime_error);
+  CHECK(flights.stats().load_failures == 0);
+  CHECK(flights.in_flight() == 0);
+  CHECK(flights.load(1, none, load) == "loaded");
+  CHECK(loads == 2);
+}

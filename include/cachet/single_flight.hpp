@@ -113,13 +113,27 @@ class single_flight {
   // something convertible to std::optional<V>.
   template <class F>
   std::optional<V> load(const K& key, F&& load) {
+    return this->load(key, no_answer, std::forward<F>(load));
+  }
+
+  // load() that first looks for an answer that no longer needs loading: as the leader, before
+  // loading, calls `current()`, which returns something convertible to
+  // std::optional<std::optional<V>>. If it holds an answer (say, the value another thread's load
+  // cached just after this caller missed), that answer is returned and goes to any followers, and
+  // no load runs or is counted; otherwise `load` runs as in load(). Checking inside the flight
+  // closes the race where a caller that missed reaches load() just after another thread's load of
+  // the same key retired, which would load the key a second time. An exception from `current`
+  // reaches this caller and the followers, like one from `load`, but is not counted as a load
+  // failure.
+  template <class Current, class F>
+  std::optional<V> load(const K& key, Current&& current, F&& load) {
     shard& s = shard_for(key);
     std::promise<std::optional<V>> promise;
     bool leader = false;
     const std::shared_ptr<flight> f = join_or_start(s, key, promise, leader);
     if (!leader) return follow(*f);
-    lead(s, key, f, promise, std::forward<F>(load));
-    return f->result.get();  // the value, or the load's exception rethrown
+    lead_unless_answered(s, key, f, promise, std::forward<Current>(current), std::forward<F>(load));
+    return f->result.get();  // the value, or the exception rethrown
   }
 
   // Runs `load` as the leader for `key` and returns true if no load of `key` is in flight; returns
@@ -127,8 +141,7 @@ class single_flight {
   // waits for it. An exception from `load` reaches this caller (and any followers that joined).
   template <class F>
   bool try_lead(const K& key, F&& load) {
-    return try_lead(
-        key, [] { return std::optional<std::optional<V>>(); }, std::forward<F>(load));
+    return try_lead(key, no_answer, std::forward<F>(load));
   }
 
   // try_lead() for a refresh that may have become unnecessary: as the leader, before loading,
@@ -150,22 +163,10 @@ class single_flight {
     bool leader = false;
     const std::shared_ptr<flight> f = join_or_start(s, key, promise, leader);
     if (!leader) return false;  // another thread started one in between
-    std::optional<std::optional<V>> answer;
-    try {
-      answer = std::forward<Current>(current)();
-    } catch (...) {
-      promise.set_exception(std::current_exception());
-      retire(s, key, f);
-      throw;
-    }
-    if (answer) {
-      promise.set_value(std::move(*answer));
-      retire(s, key, f);
-      return false;
-    }
-    lead(s, key, f, promise, std::forward<F>(load));
+    const bool loaded = lead_unless_answered(s, key, f, promise, std::forward<Current>(current),
+                                             std::forward<F>(load));
     f->result.get();  // rethrows a failure
-    return true;
+    return loaded;
   }
 
   // Returns one answer per key of `keys`, in order, loading each distinct key at most once:
@@ -305,6 +306,33 @@ class single_flight {
       leader = true;
     }
     return it->second;
+  }
+
+  // The `current` of load() and try_lead() without one: never an answer, always load.
+  static constexpr auto no_answer = [] { return std::optional<std::optional<V>>(); };
+
+  // The leader's part of load() and try_lead() with a `current`: publishes current()'s answer if
+  // it has one, else runs the load (lead()); retires the flight either way. Returns whether the
+  // load ran. Whatever `current` throws is published to the followers and leaves the flight
+  // retired, so f->result holds an outcome in every case.
+  template <class Current, class F>
+  bool lead_unless_answered(shard& s, const K& key, const std::shared_ptr<flight>& f,
+                            std::promise<std::optional<V>>& promise, Current&& current, F&& load) {
+    std::optional<std::optional<V>> answer;
+    try {
+      answer = std::forward<Current>(current)();
+    } catch (...) {
+      promise.set_exception(std::current_exception());
+      retire(s, key, f);
+      return false;
+    }
+    if (answer) {
+      promise.set_value(std::move(*answer));
+      retire(s, key, f);
+      return false;
+    }
+    lead(s, key, f, promise, std::forward<F>(load));
+    return true;
   }
 
   // Runs the leader's load with no lock held, publishes its result or exception, counts it, and
