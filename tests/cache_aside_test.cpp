@@ -105,6 +105,29 @@ TEST_CASE("cache_aside: 64 threads on one cold key cause one query", "[cache_asi
   REQUIRE(users.get(9) == "hot");
 }
 
+TEST_CASE(
+    "cache_aside: a miss that reaches the load after another load ended is served, not reloaded",
+    "[cache_aside]") {
+  // Caller A misses; before A joins the load's flight, caller B misses, loads, caches the row and
+  // retires its flight. A must find B's value inside its own flight instead of querying again.
+  // The hash runs B's whole get_or_load() in place of the second hash A computes (the flight's).
+  using cachet_test::hooked_hash;
+  using hooked_store =
+      cachet::sharded_store<int, std::string, cachet::lru, cachet::manual_clock, hooked_hash>;
+  cachet::manual_clock clock;
+  cachet::cache_aside<hooked_store> users(hooked_store::options_type{.max_entries = 100}, clock);
+  fake_db db;
+  db.rows = {{1, "ada"}};
+  auto load = [&](int id) { return db.find(id); };
+  std::optional<std::string> b_got;
+  hooked_hash::at_call(2, [&] { b_got = users.get_or_load(1, load); });
+  CHECK(users.get_or_load(1, load) == "ada");
+  REQUIRE(hooked_hash::fired());
+  CHECK(b_got == "ada");
+  CHECK(db.queries == 1);
+  CHECK(users.load_stats().loads == 1);
+}
+
 TEST_CASE("cache_aside: a failing load reaches every waiter and caches nothing", "[cache_aside]") {
   cachet::manual_clock clock;
   aside_t users(store_t::options_type{.max_entries = 100}, clock);

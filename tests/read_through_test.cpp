@@ -345,6 +345,46 @@ TEST_CASE("read_through: stale-while-revalidate refreshes once per stale period 
   CHECK(cache.stats().loads.loads == static_cast<std::uint64_t>(1 + k_periods));
 }
 
+TEST_CASE(
+    "read_through: a miss that reaches the load after another load ended is served, not reloaded",
+    "[read_through]") {
+  // The race, made deterministic: reader A misses; before A joins the load's flight, reader B
+  // misses, loads, caches the value and retires its flight; A then leads a new flight. A must find
+  // B's value in the store inside its flight instead of querying again. The hash runs B's whole
+  // get() in place of the second hash A computes (the flight's, after the store's).
+  using cachet_test::hooked_hash;
+  using hooked_store =
+      cachet::sharded_store<int, std::string, cachet::lru, cachet::manual_clock, hooked_hash>;
+  fake_db db;
+  db.rows = {{1, "ada"}};
+  cachet::read_through<hooked_store, db_loader> users(
+      {.max_entries = 100, .ttl = seconds(60), .xfetch_beta = 0}, db_loader{&db}, db.clock);
+  std::optional<std::string> b_got;
+  hooked_hash::at_call(2, [&] { b_got = users.get(1); });
+  CHECK(users.get(1) == "ada");
+  REQUIRE(hooked_hash::fired());
+  CHECK(b_got == "ada");
+  CHECK(db.queries == 1);
+  CHECK(users.stats().misses == 2);
+  CHECK(users.stats().loads.loads == 1);
+  // The same once the value has expired: A sees it expired, B reloads it, A serves B's value.
+  db.clock.advance(seconds(60));
+  db.rows[1] = "ada lovelace";
+  hooked_hash::at_call(2, [&] { b_got = users.get(1); });
+  CHECK(users.get(1) == "ada lovelace");
+  REQUIRE(hooked_hash::fired());
+  CHECK(b_got == "ada lovelace");
+  CHECK(db.queries == 2);
+  CHECK(users.stats().loads.loads == 2);
+  // A value that is still stale when A leads is no answer: A loads.
+  db.clock.advance(seconds(60));
+  db.rows[1] = "countess";
+  hooked_hash::at_call(2, [] {});
+  CHECK(users.get(1) == "countess");
+  REQUIRE(hooked_hash::fired());
+  CHECK(db.queries == 3);
+}
+
 TEST_CASE("read_through: past the grace period a stale value is reloaded before serving",
           "[read_through][stale]") {
   fake_db db;

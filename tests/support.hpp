@@ -1,9 +1,11 @@
-// Test support: a removal listener that records events, and the list of backends the conformance
-// suites run over.
+// Test support: a removal listener that records events, the list of backends the conformance
+// suites run over, and a hash that runs a callback between two steps of one call.
 #pragma once
 
+#include <atomic>
 #include <cachet/cachet.hpp>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -69,6 +71,39 @@ bool await(Pred pred) {
 
 template <class P>
 using int_store = cachet::sharded_store<int, int, P, cachet::manual_clock>;
+
+// A hash for int keys that runs a test's callback in place of the n-th hash computed from the
+// time it is armed, on whatever thread computes it: the way to put a whole other operation
+// exactly between two steps of one call, deterministically. A get() of a loading pattern hashes
+// the key first for the store's lookup and then for the load's flight, so at_call(2, f) runs f
+// after the call missed and before it joins a flight. One hook at a time.
+struct hooked_hash {
+  using is_avalanching = void;
+  static void at_call(int n, std::function<void()> f) {
+    hook() = std::move(f);
+    countdown().store(n);
+  }
+  // Whether the armed hook has run.
+  static bool fired() { return countdown().load() == 0 && !hook(); }
+  std::uint64_t operator()(int k) const {
+    if (countdown().load() > 0 && countdown().fetch_sub(1) == 1) {
+      std::function<void()> f = std::move(hook());
+      hook() = nullptr;
+      f();
+    }
+    return cachet::hash<int>{}(k);
+  }
+
+ private:
+  static std::atomic<int>& countdown() {
+    static std::atomic<int> n{0};
+    return n;
+  }
+  static std::function<void()>& hook() {
+    static std::function<void()> f;
+    return f;
+  }
+};
 
 }  // namespace cachet_test
 

@@ -388,6 +388,30 @@ TEST_CASE("write_back: reads load from the source once the write is flushed", "[
   CHECK(st.loads.loads == 2);
 }
 
+TEST_CASE(
+    "write_back: a miss that reaches the load after another load ended is served, not reloaded",
+    "[write_back]") {
+  // Reader A misses; before A joins the load's flight, reader B misses, loads the row into the
+  // cache and retires its flight. A must find it inside its own flight instead of loading again.
+  // The hash runs B's whole get() in place of the second hash A computes (the flight's).
+  using cachet_test::hooked_hash;
+  using hooked_store =
+      cachet::sharded_store<int, int, cachet::lru, cachet::manual_clock, hooked_hash>;
+  auto t = std::make_shared<table>();
+  t->rows[1] = 5;
+  cachet::store_options<int, int> cache;
+  cache.max_entries = 100;
+  cachet::write_back<hooked_store, keyed_source> wb(keyed_source{t}, lazy(), cache,
+                                                    cachet::manual_clock{});
+  std::optional<int> b_got;
+  hooked_hash::at_call(2, [&] { b_got = wb.get(1); });
+  CHECK(wb.get(1) == 5);
+  REQUIRE(hooked_hash::fired());
+  CHECK(b_got == 5);
+  CHECK(t->read([](table& x) { return x.loads; }) == 1);
+  CHECK(wb.stats().loads.loads == 1);
+}
+
 TEST_CASE("write_back: concurrent writers, a failing window and a tiny cache lose nothing",
           "[write_back]") {
   auto t = std::make_shared<table>();
@@ -518,8 +542,7 @@ TEST_CASE("write_back: flush() returns under sustained writes", "[write_back]") 
   std::atomic<bool> stop{false};
   auto o = lazy();
   o.max_batch = 4;
-  wb_t<paced> wb(paced{{t}, &progress, &last, &stop}, o, small_cache(100),
-                 cachet::manual_clock{});
+  wb_t<paced> wb(paced{{t}, &progress, &last, &stop}, o, small_cache(100), cachet::manual_clock{});
   for (int i = 0; i < 100; ++i) wb.put(i, i);
   std::thread writer([&] {
     for (int i = 1000; !stop; ++i) {  // new keys, without end
@@ -535,4 +558,3 @@ TEST_CASE("write_back: flush() returns under sustained writes", "[write_back]") 
   CHECK(flushed);
   for (int i = 0; i < 100; ++i) REQUIRE(rows.count(i) == 1);
 }
-

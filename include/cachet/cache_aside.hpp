@@ -74,7 +74,12 @@ class cache_aside {
   std::optional<mapped_type> get_or_load(const key_type& key, Loader&& loader) {
     static_assert(check_loader<std::remove_cvref_t<Loader>, key_type, mapped_type>());
     if (auto v = store_.get(key)) return v;
-    return flights_.load(key, [&]() -> std::optional<mapped_type> {
+    // Inside the flight, a value cached since the miss above is served instead of a second load.
+    const auto cached_now = [&]() -> std::optional<std::optional<mapped_type>> {
+      if (auto v = store_.peek(key)) return v;
+      return std::nullopt;
+    };
+    return flights_.load(key, cached_now, [&]() -> std::optional<mapped_type> {
       const std::uint64_t token = guard_.begin(key);
       std::optional<mapped_type> v = load_from<key_type, mapped_type>(loader, key);
       if (v) {

@@ -122,7 +122,8 @@ class read_through {
     std::optional<entry> e = store_.get(key);
     if (!e) {
       misses_.fetch_add(1, std::memory_order_relaxed);
-      return flights_.load(key, [&] { return fill(key); });
+      return flights_.load(
+          key, [&] { return fresh_now(key); }, [&] { return fill(key); });
     }
     if (!e->value) {
       negative_hits_.fetch_add(1, std::memory_order_relaxed);
@@ -155,7 +156,8 @@ class read_through {
     }
     misses_.fetch_add(1, std::memory_order_relaxed);
     try {
-      return flights_.load(key, [&] { return fill(key); });
+      return flights_.load(
+          key, [&] { return fresh_now(key); }, [&] { return fill(key); });
     } catch (...) {
       if (now >= e->expiry_ns + opts_.stale_if_error.count()) throw;
       stale_if_error_serves_.fetch_add(1, std::memory_order_relaxed);
@@ -309,8 +311,17 @@ class read_through {
   // reader's refresh ended would refresh it a second time.
   std::optional<std::optional<mapped_type>> refreshed_since(const key_type& key,
                                                             const entry& seen) {
-    std::optional<entry> now = store_.get(key);
+    std::optional<entry> now = store_.peek(key);
     if (!now || now->expiry_ns == seen.expiry_ns) return std::nullopt;
+    return std::optional<std::optional<mapped_type>>(std::move(now->value));
+  }
+
+  // For a load about to run inside its flight: the key's answer if the store now holds a fresh
+  // one (another thread's load cached it after this caller missed), else nothing, and the load
+  // goes ahead. A stale entry (kept for stale-while-revalidate or stale-if-error) is no answer.
+  std::optional<std::optional<mapped_type>> fresh_now(const key_type& key) {
+    std::optional<entry> now = store_.peek(key);
+    if (!now || clock_.now().count() >= now->expiry_ns) return std::nullopt;
     return std::optional<std::optional<mapped_type>>(std::move(now->value));
   }
 

@@ -218,7 +218,13 @@ class write_back {
       return v;
     }
     misses_.fetch_add(1, std::memory_order_relaxed);
-    return flights_.load(key, [&] { return fill(key); });
+    // Inside the flight, a value cached since the miss above (another thread's fill, or a write)
+    // is served instead of a second load.
+    const auto cached_now = [&]() -> std::optional<std::optional<mapped_type>> {
+      if (auto v = store_.peek(key)) return v;
+      return std::nullopt;
+    };
+    return flights_.load(key, cached_now, [&] { return fill(key); });
   }
 
   // Blocks until every write acknowledged before the call is in the Source (retrying it while
