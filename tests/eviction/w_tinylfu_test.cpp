@@ -71,8 +71,10 @@ TEST_CASE("w_tinylfu: the window's candidate duels main's victim by frequency", 
   REQUIRE(s.size() == 10);
   REQUIRE(rec.take().empty());
   // Window [9]; probation, least recent first: 0 1 2 ... 8. Puts of new keys count nothing.
-  for (int r = 0; r < 3; ++r) s.get(0);  // 0: frequency 3, promoted to protected
-  s.get(1);                              // 1: frequency 1, protected
+  for (int r = 0; r < 3; ++r) {
+    s.get(0);  // 0: frequency 3, promoted to protected
+    s.get(1);  // 1: frequency 3, protected
+  }
   // Probation's least recent is now 2 (frequency 0).
   REQUIRE_FALSE(s.get(100));  // the miss counts: 100 has frequency 1
   s.put(100, 100);            // candidate 9 (0) vs victim 2 (0): a tie keeps the victim
@@ -103,7 +105,10 @@ TEST_CASE("w_tinylfu: a one-hit wonder is not admitted over a frequent victim", 
   }
   for (int k = 0; k < 9; ++k) CHECK(s.contains(k));
   // A newcomer that is read while in the window builds frequency and does get in.
-  for (int r = 0; r < 4; ++r) REQUIRE(s.get(59));  // 59: frequency 5 > 3
+  for (int r = 0; r < 4; ++r) {  // 59: frequency 5 > 3 (a read in between, or it counts once)
+    REQUIRE(s.get(59));
+    REQUIRE_FALSE(s.get(1000));
+  }
   REQUIRE_FALSE(read(s, 60));
   const auto out = rec.take_keys(removal_cause::evicted);
   REQUIRE(out.size() == 1);
@@ -114,9 +119,9 @@ TEST_CASE("w_tinylfu: a one-hit wonder is not admitted over a frequent victim", 
 
 TEST_CASE("w_tinylfu: frequent keys survive a scan that flushes an LRU", "[w_tinylfu]") {
   auto survivors = [](auto& s) {
-    for (int k = 0; k < 20; ++k) {
-      read(s, k);
-      for (int r = 0; r < 5; ++r) s.get(k);
+    for (int k = 0; k < 20; ++k) read(s, k);
+    for (int r = 0; r < 5; ++r) {
+      for (int k = 0; k < 20; ++k) s.get(k);
     }
     for (int k = 1000; k < 2000; ++k) read(s, k);  // a one-off scan 10 times the cache
     int n = 0;
@@ -206,8 +211,15 @@ TEST_CASE("w_tinylfu: warm candidates beat a hotter victim about 1 time in 128",
     P::shard_policy<fake_nodes<P>> p(&n, cachet::policy_init{10, seed});
     for (index_t i = 0; i < 10; ++i) p.on_insert(i);
     REQUIRE(p.window_size() == 1);
-    for (int r = 0; r < 15; ++r) p.on_miss(n.hashes[0]);
-    for (std::uint32_t r = 0; r < fc; ++r) p.on_miss(n.hashes[9]);
+    const std::uint32_t other = 0xABCDEFu;  // no entry's: read in between, as a repeat counts once
+    for (int r = 0; r < 15; ++r) {
+      p.on_miss(n.hashes[0]);
+      p.on_miss(other);
+    }
+    for (std::uint32_t r = 0; r < fc; ++r) {
+      p.on_miss(n.hashes[9]);
+      p.on_miss(other);
+    }
     REQUIRE(p.sketch().estimate(n.hashes[0]) == 15);
     REQUIRE(p.sketch().estimate(n.hashes[9]) == fc);
     const index_t v = p.victim();
@@ -224,6 +236,47 @@ TEST_CASE("w_tinylfu: warm candidates beat a hotter victim about 1 time in 128",
   CHECK(warm >= 60);  // expected 100 (1/128); far outside [60, 145] means a broken rule
   CHECK(warm <= 145);
   CHECK(admitted(8, 7) == admitted(8, 7));  // reproducible for a seed
+}
+
+TEMPLATE_TEST_CASE("w_tinylfu: consecutive accesses to one key count once in the sketch",
+                   "[w_tinylfu]", cachet::w_tinylfu, cachet::w_tinylfu_adaptive) {
+  // Capacity 1000: nothing is evicted. The adaptive policy samples hashes below about 6% of
+  // 2^32 for its shadows, whose accesses take their own path through the hit buffer: keys with
+  // small hashes are sampled, keys with large ones are not; both must follow the rule.
+  using P = TestType;
+  for (const std::uint32_t base : {1u, 0xF0000000u}) {
+    INFO("hashes from " << base);
+    fake_nodes<P> n;
+    n.hooks.resize(2);
+    n.hashes = {base, base + 1};
+    typename P::template shard_policy<fake_nodes<P>> p(&n, cachet::policy_init{1000, 1});
+    const auto est = [&](index_t i) { return p.sketch().estimate(n.hashes[i]); };
+    p.on_miss(n.hashes[0]);  // a get that misses, then the put that fills
+    p.on_insert(0);
+    for (int r = 0; r < 5; ++r) p.on_access(0);  // the same key again and again: one burst
+    p.flush();
+    CHECK(est(0) == 1);
+    p.on_miss(n.hashes[1]);
+    p.on_insert(1);
+    p.on_access(0);  // another key came in between: counts
+    p.on_access(0);
+    p.on_access(1);
+    p.on_access(0);
+    p.flush();
+    CHECK(est(0) == 3);
+    CHECK(est(1) == 2);
+    p.on_update(0);  // an update right after a read of the same key
+    CHECK(est(0) == 3);
+    p.on_update(1);
+    p.on_miss(n.hashes[1]);  // (a miss of a key that is present: the rule sees only the hash)
+    CHECK(est(1) == 3);
+    for (int r = 0; r < 130; ++r) p.on_access(1);  // a run across two drains of the buffer
+    p.flush();
+    CHECK(est(1) == 3);
+    p.on_access(0);
+    p.flush();
+    CHECK(est(0) == 4);
+  }
 }
 
 // ---- reference model ------------------------------------------------------------------------
@@ -264,9 +317,9 @@ class wt_model {
       if (e.key == key) return &e;
     return nullptr;
   }
-  void miss(int key) { sketch_.increment(hash32(key)); }
+  void miss(int key) { count(hash32(key)); }
   void hit(wt_entry& e) {
-    sketch_.increment(hash32(e.key));
+    count(hash32(e.key));
     switch (e.q) {
       case wq::window:
       case wq::protect:
@@ -330,8 +383,17 @@ class wt_model {
     return best;
   }
 
+  // An access adds to the sketch unless it repeats the previous access's key.
+  void count(std::uint32_t h) {
+    if (!has_last_ || h != last_) sketch_.increment(h);
+    last_ = h;
+    has_last_ = true;
+  }
+
   std::size_t cap_, window_max_, protected_max_;
   count_min_sketch sketch_;
+  std::uint32_t last_ = 0;
+  bool has_last_ = false;
   std::vector<wt_entry> entries_;
   std::uint64_t clock_ = 0;
 };
