@@ -24,6 +24,12 @@ constexpr int k_threads = 64;
 
 using opt_ints = std::vector<std::optional<int>>;
 
+// `current` checks for single_flight<int, std::string>'s load() and try_lead(): one with no
+// answer (the load runs) and one that throws.
+using answer = std::optional<std::optional<std::string>>;
+answer no_answer() { return {}; }
+answer failing_check() { throw std::runtime_error("check failed"); }
+
 // A bulk load for single_flight<int, int>::load_all that records the keys of every call and
 // answers key k with 10 * k (absent for negative keys), after `before(keys)` has run.
 struct recording_bulk {
@@ -519,8 +525,7 @@ TEST_CASE("single_flight: try_lead with a current answer publishes it and runs n
     return "loaded";
   };
   // Nothing current: the load runs and counts.
-  CHECK(flights.try_lead(
-      1, [] { return std::optional<std::optional<std::string>>(); }, load));
+  CHECK(flights.try_lead(1, no_answer, load));
   CHECK(loads == 1);
   CHECK(flights.stats().loads == 1);
   // An answer is current: a follower that joins gets it, no load runs, nothing is counted.
@@ -545,17 +550,10 @@ TEST_CASE("single_flight: try_lead with a current answer publishes it and runs n
   CHECK(flights.stats().loads == 1);
   CHECK(flights.in_flight() == 0);
   // A check that throws reaches the caller, is not a load failure, and leaves no flight behind.
-  CHECK_THROWS_AS(flights.try_lead(
-                      1,
-                      []() -> std::optional<std::optional<std::string>> {
-                        throw std::runtime_error("check failed");
-                      },
-                      load),
-                  std::runtime_error);
+  CHECK_THROWS_AS(flights.try_lead(1, failing_check, load), std::runtime_error);
   CHECK(flights.stats().load_failures == 0);
   CHECK(flights.in_flight() == 0);
-  CHECK(flights.try_lead(
-      1, [] { return std::optional<std::optional<std::string>>(); }, load));
+  CHECK(flights.try_lead(1, no_answer, load));
   CHECK(loads == 2);
 }
 
@@ -567,9 +565,8 @@ TEST_CASE("single_flight: load with a current answer returns it to leader and fo
     ++loads;
     return "loaded";
   };
-  const auto none = [] { return std::optional<std::optional<std::string>>(); };
   // Nothing current: the load runs, counts, and its value is returned.
-  CHECK(flights.load(1, none, load) == "loaded");
+  CHECK(flights.load(1, no_answer, load) == "loaded");
   CHECK(loads == 1);
   CHECK(flights.stats().loads == 1);
   // An answer is current: the leader returns it, a follower that joined gets it too, no load runs.
@@ -598,15 +595,9 @@ TEST_CASE("single_flight: load with a current answer returns it to leader and fo
   CHECK(loads == 1);
   // A check that throws reaches the caller, is not a load failure, and leaves no flight behind;
   // the next caller loads.
-  CHECK_THROWS_AS(flights.load(
-                      1,
-                      []() -> std::optional<std::optional<std::string>> {
-                        throw std::runtime_error("check failed");
-                      },
-                      load),
-                  std::runtime_error);
+  CHECK_THROWS_AS(flights.load(1, failing_check, load), std::runtime_error);
   CHECK(flights.stats().load_failures == 0);
   CHECK(flights.in_flight() == 0);
-  CHECK(flights.load(1, none, load) == "loaded");
+  CHECK(flights.load(1, no_answer, load) == "loaded");
   CHECK(loads == 2);
 }

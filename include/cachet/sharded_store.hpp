@@ -191,23 +191,8 @@ class sharded_store {
   // policy's order; reclaims the entry if it has expired.
   template <class Q = K>
   bool contains(const key_arg<Q>& key) {
-    const std::uint64_t h = hash_of(key);
-    shard& s = shard_for(h);
-    removal_buffer out;
     bool found = false;
-    {
-      std::lock_guard<detail::spin_mutex> g(s.mu);
-      auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
-      if (it != s.table.end()) {
-        const detail::index_t i = *it;
-        if (expired(s.nodes[i])) {
-          remove_at(s, it, i, removal_cause::expired, out);
-        } else {
-          found = true;
-        }
-      }
-    }
-    notify(out);
+    lookup_quietly<Q>(key, [&](const auto&) { found = true; });
     return found;
   }
 
@@ -218,23 +203,8 @@ class sharded_store {
   // what V's copy constructor, Hash or KeyEqual throw (the store is unchanged then).
   template <class Q = K>
   std::optional<V> peek(const key_arg<Q>& key) {
-    const std::uint64_t h = hash_of(key);
-    shard& s = shard_for(h);
-    removal_buffer out;
     std::optional<V> result;
-    {
-      std::lock_guard<detail::spin_mutex> g(s.mu);
-      auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
-      if (it != s.table.end()) {
-        const detail::index_t i = *it;
-        if (expired(s.nodes[i])) {
-          remove_at(s, it, i, removal_cause::expired, out);
-        } else {
-          result.emplace(s.nodes[i].value);
-        }
-      }
-    }
-    notify(out);
+    lookup_quietly<Q>(key, [&](const auto& node) { result.emplace(node.value); });
     return result;
   }
 
@@ -765,6 +735,28 @@ class sharded_store {
   bool keep_removed() const noexcept {
     return opts_.on_removal ||
            !(std::is_trivially_destructible_v<K> && std::is_trivially_destructible_v<V>);
+  }
+
+  // contains() and peek(): calls live(node) under the shard lock if `key` maps to a live entry,
+  // reclaims it if it has expired; counts nothing and tells the policy nothing.
+  template <class Q, class Live>
+  void lookup_quietly(const key_arg<Q>& key, Live&& live) {
+    const std::uint64_t h = hash_of(key);
+    shard& s = shard_for(h);
+    removal_buffer out;
+    {
+      std::lock_guard<detail::spin_mutex> g(s.mu);
+      auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
+      if (it != s.table.end()) {
+        const detail::index_t i = *it;
+        if (expired(s.nodes[i])) {
+          remove_at(s, it, i, removal_cause::expired, out);
+        } else {
+          live(s.nodes[i]);
+        }
+      }
+    }
+    notify(out);
   }
 
   typename table_type::iterator find_index(shard& s, detail::index_t i) {
