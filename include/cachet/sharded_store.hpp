@@ -14,12 +14,12 @@
 // cheap, and store std::shared_ptr<const T> for large values.) Clock::now() may be read under the
 // lock. size(), stats() and the iteration functions are weakly consistent (see each).
 //
-// Exception safety: get, contains, erase and put give the strong guarantee against exceptions from
-// the hash, the key's equality and the value's copy, except that when put() must evict and then
-// fails to allocate (std::bad_alloc), the entries evicted stay evicted. K and V must be nothrow
-// move-constructible (checked). A removal listener that throws propagates out of the operation that
-// triggered it, after the store's state is complete; later listener calls for that operation are
-// skipped.
+// Exception safety: get, peek, contains, erase and put give the strong guarantee against
+// exceptions from the hash, the key's equality and the value's copy, except that when put() must
+// evict and then fails to allocate (std::bad_alloc), the entries evicted stay evicted. K and V
+// must be nothrow move-constructible (checked). A removal listener that throws propagates out of
+// the operation that triggered it, after the store's state is complete; later listener calls for
+// that operation are skipped.
 //
 // Expiry: an entry with a deadline is never returned once Clock::now() >= deadline. Expired entries
 // are reclaimed when an operation touches their key, by a sweep of 4 slots per put in a shard that
