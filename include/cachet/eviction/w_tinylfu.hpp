@@ -88,10 +88,11 @@
 //                           (cs at 100 entries: 2.1 with margin 0, 5.6 when chosen).
 //                           The adaptive policy also lowers warm_threshold to 2: a candidate seen
 //                           3 to 5 times that loses its duel is admitted 1 time in 128 too. On
-//                           the shared traces that lifts multi2 at 500 entries from 48.2 to 49.1
+//                           the shared traces that lifted multi2 at 500 entries from 48.2 to 49.1
 //                           and ps at 100 from 26.6 to 27.6 (mean gap to the best column 0.37 ->
-//                           0.31); the static policy keeps Caffeine's 5, where 2 costs it more
-//                           rows below Caffeine than it gains (bench/RESULTS.md).
+//                           0.31, before correlated accesses counted once); the static policy
+//                           keeps Caffeine's 5, where 2 costs it more rows below Caffeine than it
+//                           gains (bench/RESULTS.md).
 //   w_tinylfu is the static 1% window; w_tinylfu_adaptive turns on the shadows.
 //
 // Mapping onto the store's contract (eviction.hpp). The store asks victim() only when a new key
