@@ -349,7 +349,8 @@ row_result run_cache_aside() {
   row_result r = run_row("cache_aside", [&] { return c.get_or_load(k_hot_key, load); });
   const std::uint64_t misses = c.store().stats().misses - 1;
   r.library = "store misses " + std::to_string(misses) + " " + cross_check(r, misses) +
-              ", coalesced " + std::to_string(c.load_stats().coalesced);
+              ", coalesced " + std::to_string(c.load_stats().coalesced) + ", answered " +
+              std::to_string(c.load_stats().answered);
   return r;
 }
 
@@ -368,7 +369,8 @@ row_result run_read_through(const std::string& name, double beta, bool swr) {
   const cachet::read_through_stats st = rt.stats();
   const std::uint64_t misses = st.misses - 1;
   r.library = "read_through misses " + std::to_string(misses) + " " + cross_check(r, misses) +
-              ", coalesced " + std::to_string(st.loads.coalesced) + ", early refreshes " +
+              ", coalesced " + std::to_string(st.loads.coalesced) + ", answered " +
+              std::to_string(st.loads.answered) + ", early refreshes " +
               std::to_string(st.early_refreshes) + ", stale serves " +
               std::to_string(st.stale_serves);
   r.beta = beta;

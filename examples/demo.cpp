@@ -397,7 +397,8 @@ int main(int argc, char** argv) {
     report(label, r, db, static_cast<double>(st.hits), true);
     expect(st.gets() == r.requests, label, "cache hits + misses != requests");
     expect(loads.loads == db.queries(), label, "loads != DB queries");
-    expect(st.misses == loads.loads + loads.coalesced, label, "misses != loads + coalesced");
+    expect(st.misses == loads.loads + loads.coalesced + loads.answered, label,
+           "misses != loads + coalesced + answered");
   }
   for (const double beta : {0.0, 1.0}) {
     const char* label = beta == 0 ? "read_through" : "read_through + XFetch";
@@ -411,8 +412,9 @@ int main(int argc, char** argv) {
     report(label, r, db, static_cast<double>(st.hits), true);
     expect(st.hits + st.misses == r.requests, label, "hits + misses != requests");
     expect(st.loads.loads == db.queries(), label, "loads != DB queries");
-    expect(st.misses + st.early_refreshes == st.loads.loads + st.loads.coalesced, label,
-           "misses + early refreshes != loads + coalesced");
+    expect(
+        st.misses + st.early_refreshes == st.loads.loads + st.loads.coalesced + st.loads.answered,
+        label, "misses + early refreshes != loads + coalesced + answered");
   }
 
   std::printf(

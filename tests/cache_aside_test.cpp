@@ -126,6 +126,7 @@ TEST_CASE(
   CHECK(b_got == "ada");
   CHECK(db.queries == 1);
   CHECK(users.load_stats().loads == 1);
+  CHECK(users.load_stats().answered == 1);
 }
 
 TEST_CASE("cache_aside: a failing load reaches every waiter and caches nothing", "[cache_aside]") {

@@ -367,6 +367,7 @@ TEST_CASE(
   CHECK(db.queries == 1);
   CHECK(users.stats().misses == 2);
   CHECK(users.stats().loads.loads == 1);
+  CHECK(users.stats().loads.answered == 1);
   // The same once the value has expired: A sees it expired, B reloads it, A serves B's value.
   db.clock.advance(seconds(60));
   db.rows[1] = "ada lovelace";

@@ -548,6 +548,7 @@ TEST_CASE("single_flight: try_lead with a current answer publishes it and runs n
   CHECK(follower_got == "current");
   CHECK(loads == 1);
   CHECK(flights.stats().loads == 1);
+  CHECK(flights.stats().answered == 0);  // a refresh found unneeded is not a caller's answer
   CHECK(flights.in_flight() == 0);
   // A check that throws reaches the caller, is not a load failure, and leaves no flight behind.
   CHECK_THROWS_AS(flights.try_lead(1, failing_check, load), std::runtime_error);
@@ -587,6 +588,7 @@ TEST_CASE("single_flight: load with a current answer returns it to leader and fo
   CHECK(follower_got == "current");
   CHECK(loads == 1);
   CHECK(flights.stats().loads == 1);
+  CHECK(flights.stats().answered == 1);  // the leader; the follower is in `coalesced`
   CHECK(flights.in_flight() == 0);
   // "Absent" is an answer too: returned as std::nullopt, still no load.
   CHECK(flights.load(
@@ -597,6 +599,7 @@ TEST_CASE("single_flight: load with a current answer returns it to leader and fo
   // the next caller loads.
   CHECK_THROWS_AS(flights.load(1, failing_check, load), std::runtime_error);
   CHECK(flights.stats().load_failures == 0);
+  CHECK(flights.stats().answered == 2);
   CHECK(flights.in_flight() == 0);
   CHECK(flights.load(1, no_answer, load) == "loaded");
   CHECK(loads == 2);

@@ -410,6 +410,7 @@ TEST_CASE(
   CHECK(b_got == 5);
   CHECK(t->read([](table& x) { return x.loads; }) == 1);
   CHECK(wb.stats().loads.loads == 1);
+  CHECK(wb.stats().loads.answered == 1);
 }
 
 TEST_CASE("write_back: concurrent writers, a failing window and a tiny cache lose nothing",

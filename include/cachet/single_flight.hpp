@@ -88,6 +88,10 @@ struct single_flight_stats {
   // bound of a histogram bucket: at least the true percentile and less than 6.25% above it.
   std::uint64_t load_p50_nanos = 0;
   std::uint64_t load_p99_nanos = 0;
+  // Callers of load(key, current, load) that led a flight and found the answer already there
+  // (current() had it: another thread's load finished just before), so ran no load. With
+  // `loads` and `coalesced`, every caller of load() is counted once.
+  std::uint64_t answered = 0;
 };
 
 template <class K, class V, class Hash = cachet::hash<K>, class KeyEqual = std::equal_to<>>
@@ -122,9 +126,9 @@ class single_flight {
   // cached just after this caller missed), that answer is returned and goes to any followers, and
   // no load runs or is counted; otherwise `load` runs as in load(). Checking inside the flight
   // closes the race where a caller that missed reaches load() just after another thread's load of
-  // the same key retired, which would load the key a second time. An exception from `current`
-  // reaches this caller and the followers, like one from `load`, but is not counted as a load
-  // failure.
+  // the same key retired, which would load the key a second time. Such a caller is counted in
+  // `answered`. An exception from `current` reaches this caller and the followers, like one from
+  // `load`, but is not counted as a load failure.
   template <class Current, class F>
   std::optional<V> load(const K& key, Current&& current, F&& load) {
     shard& s = shard_for(key);
@@ -132,7 +136,10 @@ class single_flight {
     bool leader = false;
     const std::shared_ptr<flight> f = join_or_start(s, key, promise, leader);
     if (!leader) return follow(*f);
-    lead_unless_answered(s, key, f, promise, std::forward<Current>(current), std::forward<F>(load));
+    if (lead_unless_answered(s, key, f, promise, std::forward<Current>(current),
+                             std::forward<F>(load)) == led::answered) {
+      answered_.fetch_add(1, std::memory_order_relaxed);
+    }
     return f->result.get();  // the value, or the exception rethrown
   }
 
@@ -163,10 +170,10 @@ class single_flight {
     bool leader = false;
     const std::shared_ptr<flight> f = join_or_start(s, key, promise, leader);
     if (!leader) return false;  // another thread started one in between
-    const bool loaded = lead_unless_answered(s, key, f, promise, std::forward<Current>(current),
+    const led outcome = lead_unless_answered(s, key, f, promise, std::forward<Current>(current),
                                              std::forward<F>(load));
     f->result.get();  // rethrows a failure
-    return loaded;
+    return outcome == led::loaded;
   }
 
   // Returns one answer per key of `keys`, in order, loading each distinct key at most once:
@@ -260,7 +267,8 @@ class single_flight {
             timeouts_.load(std::memory_order_relaxed),
             load_nanos_.load(std::memory_order_relaxed),
             latency_.percentile(0.5),
-            latency_.percentile(0.99)};
+            latency_.percentile(0.99),
+            answered_.load(std::memory_order_relaxed)};
   }
 
  private:
@@ -311,28 +319,31 @@ class single_flight {
   // The `current` of load() and try_lead() without one: never an answer, always load.
   static constexpr auto no_answer = [] { return std::optional<std::optional<V>>(); };
 
+  // How a leader with a `current` settled its flight.
+  enum class led { loaded, answered, check_threw };
+
   // The leader's part of load() and try_lead() with a `current`: publishes current()'s answer if
-  // it has one, else runs the load (lead()); retires the flight either way. Returns whether the
-  // load ran. Whatever `current` throws is published to the followers and leaves the flight
-  // retired, so f->result holds an outcome in every case.
+  // it has one, else runs the load (lead()); retires the flight either way. Whatever `current`
+  // throws is published to the followers and leaves the flight retired, so f->result holds an
+  // outcome in every case.
   template <class Current, class F>
-  bool lead_unless_answered(shard& s, const K& key, const std::shared_ptr<flight>& f,
-                            std::promise<std::optional<V>>& promise, Current&& current, F&& load) {
+  led lead_unless_answered(shard& s, const K& key, const std::shared_ptr<flight>& f,
+                           std::promise<std::optional<V>>& promise, Current&& current, F&& load) {
     std::optional<std::optional<V>> answer;
     try {
       answer = std::forward<Current>(current)();
     } catch (...) {
       promise.set_exception(std::current_exception());
       retire(s, key, f);
-      return false;
+      return led::check_threw;
     }
     if (answer) {
       promise.set_value(std::move(*answer));
       retire(s, key, f);
-      return false;
+      return led::answered;
     }
     lead(s, key, f, promise, std::forward<F>(load));
-    return true;
+    return led::loaded;
   }
 
   // Runs the leader's load with no lock held, publishes its result or exception, counts it, and
@@ -456,7 +467,7 @@ class single_flight {
   Hash hash_;
   std::array<shard, k_shards> shards_;
   std::atomic<std::uint64_t> loads_{0}, load_failures_{0}, coalesced_{0}, timeouts_{0},
-      load_nanos_{0};
+      load_nanos_{0}, answered_{0};
   detail::latency_histogram latency_;
 };
 
