@@ -29,6 +29,14 @@ using opt_ints = std::vector<std::optional<int>>;
 using answer = std::optional<std::optional<std::string>>;
 answer no_answer() { return {}; }
 answer failing_check() { throw std::runtime_error("check failed"); }
+// A load for it that counts its calls and answers "loaded".
+struct counting_load {
+  int calls = 0;
+  std::optional<std::string> operator()() {
+    ++calls;
+    return "loaded";
+  }
+};
 
 // A bulk load for single_flight<int, int>::load_all that records the keys of every call and
 // answers key k with 10 * k (absent for negative keys), after `before(keys)` has run.
@@ -519,14 +527,10 @@ TEST_CASE("single_flight: stats report p50 and p99 load latency", "[single_fligh
 TEST_CASE("single_flight: try_lead with a current answer publishes it and runs no load",
           "[single_flight]") {
   cachet::single_flight<int, std::string> flights;
-  int loads = 0;
-  auto load = [&]() -> std::optional<std::string> {
-    ++loads;
-    return "loaded";
-  };
+  counting_load load;
   // Nothing current: the load runs and counts.
   CHECK(flights.try_lead(1, no_answer, load));
-  CHECK(loads == 1);
+  CHECK(load.calls == 1);
   CHECK(flights.stats().loads == 1);
   // An answer is current: a follower that joins gets it, no load runs, nothing is counted.
   std::atomic<bool> joined{false};
@@ -546,7 +550,7 @@ TEST_CASE("single_flight: try_lead with a current answer publishes it and runs n
   CHECK_FALSE(led);
   CHECK(joined);
   CHECK(follower_got == "current");
-  CHECK(loads == 1);
+  CHECK(load.calls == 1);
   CHECK(flights.stats().loads == 1);
   CHECK(flights.stats().answered == 0);  // a refresh found unneeded is not a caller's answer
   CHECK(flights.in_flight() == 0);
@@ -555,20 +559,16 @@ TEST_CASE("single_flight: try_lead with a current answer publishes it and runs n
   CHECK(flights.stats().load_failures == 0);
   CHECK(flights.in_flight() == 0);
   CHECK(flights.try_lead(1, no_answer, load));
-  CHECK(loads == 2);
+  CHECK(load.calls == 2);
 }
 
 TEST_CASE("single_flight: load with a current answer returns it to leader and followers, unloaded",
           "[single_flight]") {
   cachet::single_flight<int, std::string> flights;
-  int loads = 0;
-  auto load = [&]() -> std::optional<std::string> {
-    ++loads;
-    return "loaded";
-  };
+  counting_load load;
   // Nothing current: the load runs, counts, and its value is returned.
   CHECK(flights.load(1, no_answer, load) == "loaded");
-  CHECK(loads == 1);
+  CHECK(load.calls == 1);
   CHECK(flights.stats().loads == 1);
   // An answer is current: the leader returns it, a follower that joined gets it too, no load runs.
   std::atomic<bool> joined{false};
@@ -586,7 +586,7 @@ TEST_CASE("single_flight: load with a current answer returns it to leader and fo
   CHECK(joined);
   CHECK(got == "current");
   CHECK(follower_got == "current");
-  CHECK(loads == 1);
+  CHECK(load.calls == 1);
   CHECK(flights.stats().loads == 1);
   CHECK(flights.stats().answered == 1);  // the leader; the follower is in `coalesced`
   CHECK(flights.in_flight() == 0);
@@ -594,7 +594,7 @@ TEST_CASE("single_flight: load with a current answer returns it to leader and fo
   CHECK(flights.load(
             1, [] { return std::optional<std::optional<std::string>>(std::in_place); }, load) ==
         std::nullopt);
-  CHECK(loads == 1);
+  CHECK(load.calls == 1);
   // A check that throws reaches the caller, is not a load failure, and leaves no flight behind;
   // the next caller loads.
   CHECK_THROWS_AS(flights.load(1, failing_check, load), std::runtime_error);
@@ -602,5 +602,5 @@ TEST_CASE("single_flight: load with a current answer returns it to leader and fo
   CHECK(flights.stats().answered == 2);
   CHECK(flights.in_flight() == 0);
   CHECK(flights.load(1, no_answer, load) == "loaded");
-  CHECK(loads == 2);
+  CHECK(load.calls == 2);
 }
