@@ -153,7 +153,7 @@ TEST_CASE("read_through: XFetch refreshes early with probability exp(-gap / (bet
   for (const trial t :
        {trial{0.5, 1.0}, trial{1.0, 1.0}, trial{2.0, 1.0}, trial{1.0, 2.0}, trial{3.0, 0.5}}) {
     fake_db db;
-    for (int k = 0; k < n; ++k) db.rows[k] = "v";
+    for (int k = 0; k < n; ++k) db.rows.emplace(k, "v");
     const nanoseconds ttl = seconds(2 * n);
     cache_t cache({.max_entries = 2 * n, .ttl = ttl, .xfetch_beta = t.beta, .seed = 42},
                   db_loader{&db}, db.clock);
