@@ -98,11 +98,11 @@ struct lfu {
       tick();
     }
     // Applies buffered hits. Applied one by one, each hit moves its entry to the front of the next
-    // bucket, so the outcome is: every entry hit c times in the batch gains c (saturating) and sits at
-    // the front of its final bucket, entries ordered by their last hit. That is what the batched path
-    // produces with one move per distinct entry: a first pass counts each entry's hits, a second
-    // moves it at its last hit. Aging depends on the exact count of operations, so a batch that
-    // would reach the aging point is applied one hit at a time instead.
+    // bucket, so the outcome is: every entry hit c times in the batch gains c (saturating) and sits
+    // at the front of its final bucket, entries ordered by their last hit. That is what the batched
+    // path produces with one move per distinct entry: a first pass counts each entry's hits, a
+    // second moves it at its last hit. Aging depends on the exact count of operations, so a batch
+    // that would reach the aging point is applied one hit at a time instead.
     void drain() noexcept {
       const std::uint32_t n = pending_count_;
       if (n == 0) return;
