@@ -18,7 +18,8 @@ What it models (written from Caffeine 2.6.2's documented behaviour and source, n
     otherwise admitted one time in 128;
   - the FrequencySketch: 4-bit counters in ceilingPowerOfTwo(C) longs, a key's hashCode spread by
     two multiply-xorshift rounds, four counters in four words picked by seeded multiplications,
-    halving after 10 x C additions with the odd-count correction; it is allocated only when a put
+    halving after 10 x C additions with Caffeine 2's count of additions afterwards (the 2.x
+    source's (size >>> 1) - (odd counters >>> 2)); it is allocated only when a put
     finds the cache at least half full, and until then reads are not recorded at all (no sketch
     count, no reordering: Caffeine skips its read buffer while the sketch is absent);
   - keys are the traces' integers as Java Integer/Long keys (hashCode = the value).
@@ -31,9 +32,11 @@ it lags) and ThreadLocalRandom's draws. Those are part of the published column.
   python3 bench/sim/caffeine_2_6_model.py --lossy --salts 16 --rows ps:100,multi2:500,sprite:1000
   python3 bench/sim/caffeine_2_6_model.py --eager --salts 8 --rows ps:100,multi2:500,gli:500
 
---salts N replaces Caffeine's hash of each key by N other hashes (the mean and range are printed),
---eager allocates the sketch up front, the one rule where cachet's w_tinylfu departs from
-Caffeine 2.6.2 on purpose (see include/cachet/eviction/w_tinylfu.hpp), and --rows picks rows.
+--salts N replaces Caffeine's hash of each key by N other hashes (the mean and range are printed);
+--eager allocates the sketch up front and --halving 3 keeps the addition count as Caffeine 3
+does: two of the rules where cachet's w_tinylfu departs from Caffeine 2.6.2 (the others: its
+sketch's layout, no dropped reads, correlated accesses counted once; see
+include/cachet/eviction/w_tinylfu.hpp); --rows picks rows.
 Prints one markdown row per trace and size: the model's hit ratio, the column's, the difference.
 Pure Python: the whole table takes about 20 s, 16 salts of three rows about a minute.
 """
@@ -56,9 +59,10 @@ def ceiling_power_of_two(x):
 
 
 class FrequencySketch:
-    def __init__(self, key_salt=0):
+    def __init__(self, key_salt=0, halving=2):
         self.table = None
         self.key_salt = key_salt  # 0: the key's own hashCode, as Caffeine
+        self.halving = halving  # 2: Caffeine 2's addition count after a reset; 3: Caffeine 3's
 
     def ensure_capacity(self, maximum):
         if self.table is not None and len(self.table) >= maximum:
@@ -109,18 +113,21 @@ class FrequencySketch:
         for i, v in enumerate(self.table):
             odd += bin(v & ONE_MASK).count("1")
             self.table[i] = (v >> 1) & RESET_MASK
-        self.size = (self.size >> 1) - (odd >> 2)
+        if self.halving == 2:
+            self.size = (self.size >> 1) - (odd >> 2)
+        else:  # Caffeine 3, and cachet: the lost halves are subtracted before halving
+            self.size = (self.size - (odd >> 2)) >> 1
 
 
 class Caffeine26:
-    def __init__(self, maximum, lossy, rng, key_salt=0, eager=False):
+    def __init__(self, maximum, lossy, rng, key_salt=0, eager=False, halving=2):
         self.maximum = maximum
         self.eden_maximum = maximum - int(maximum * 0.99)
         self.protected_maximum = int((maximum - self.eden_maximum) * 0.8)
         self.eden = collections.OrderedDict()  # first = least recent
         self.probation = collections.OrderedDict()
         self.protected = collections.OrderedDict()
-        self.sketch = FrequencySketch(key_salt)
+        self.sketch = FrequencySketch(key_salt, halving)
         if eager:  # not Caffeine 2.6.2: the sketch counts, and reads reorder, from the start
             self.sketch.ensure_capacity(maximum)
         self.lossy = lossy
@@ -224,6 +231,9 @@ def main():
     ap.add_argument("--eager", action="store_true",
                     help="not Caffeine: allocate the sketch up front, so every access counts and "
                          "reads reorder from the first (as cachet's w_tinylfu does)")
+    ap.add_argument("--halving", type=int, choices=(2, 3), default=2,
+                    help="the addition count after a reset: 2 = Caffeine 2's (size >>> 1) - "
+                         "(odd >>> 2), 3 = Caffeine 3's (size - (odd >>> 2)) >>> 1, as cachet")
     ap.add_argument("--rows", default="", help="only these rows, as trace:size,trace:size")
     args = ap.parse_args()
     readme = os.path.join(args.traces, "README.md")
@@ -248,7 +258,8 @@ def main():
             keys, loaded = read_keys(os.path.join(args.traces, f"lirs-{trace}.trace.gz")), trace
         ratios = []
         for salt in salts:
-            cache = Caffeine26(size, args.lossy, random.Random(args.seed), salt, args.eager)
+            cache = Caffeine26(size, args.lossy, random.Random(args.seed), salt, args.eager,
+                               args.halving)
             hits = 0
             for k in keys:
                 if cache.get(k):

@@ -28,7 +28,9 @@
 // addition, and when the additions reach `sample` (default 10 x expected entries, TinyLFU's
 // W/C = 10) the sketch halves: every counter shifts right by one, a word at a time
 // ((w >> 1) & 0x7777...), and the addition count becomes (additions - odd counters / 4) / 2, since
-// the truncated halves of odd counters are lost (Caffeine's bookkeeping).
+// the truncated halves of odd counters are lost: a quarter of them per addition of four counters
+// (Caffeine 3's bookkeeping; Caffeine 2 halved first and then subtracted odd / 4, twice the loss,
+// which put the next halving later).
 //
 // Cost: increment and estimate read one cache line, with shifts, masks and adds; no allocation.
 // Halving is O(table) once per `sample` additions: amortised 8 x table / (10 x entries) word

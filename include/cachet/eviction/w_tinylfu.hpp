@@ -44,11 +44,13 @@
 // and 1000 entries and 0.9 higher on cs at 1000, and 1.3 to 2.3 lower on multi2 at 500 and ps at
 // 100; bench/sim/caffeine_2_6_model.py, a model of Caffeine 2.6.2, matches this policy without
 // (4) to 0.25 points on those rows once its warm-up is switched to this rule); (2) the sketch
-// packs a key's four counters into one cache line (Caffeine 3's layout) rather than four; (3) no
-// hit is dropped (Caffeine's read buffer is lossy under contention); (4) consecutive accesses to
-// one key count once (above). On the shared traces (4) lifts ps at 100 entries from 25.7 to 27.4
-// and multi2 at 500 from 48.2 to 49.1, and the mean over all rows against Caffeine from +0.50 to
-// +0.62 points (bench/RESULTS.md).
+// packs a key's four counters into one cache line (Caffeine 3's layout) rather than four, and
+// after a halving counts its additions as Caffeine 3 does (detail/count_min_sketch.hpp; with
+// Caffeine 2's count the model loses 2.5 points on loop at 1000 entries); (3) no hit is dropped
+// (Caffeine's read buffer is lossy under contention); (4) consecutive accesses to one key count
+// once (above). On the shared traces (4) lifts ps at 100 entries from 25.7 to 27.4 and multi2 at
+// 500 from 48.2 to 49.1, and the mean over all rows against Caffeine from +0.50 to +0.62 points
+// (bench/RESULTS.md).
 //
 // Parameters and defaults (w_tinylfu_traits; basic_w_tinylfu<Traits> takes your own):
 //   window_percent = 1      TinyLFU's evaluation: a 1% window is enough to let a burst of new
