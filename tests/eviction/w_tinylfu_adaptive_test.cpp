@@ -1,5 +1,6 @@
 // w_tinylfu_adaptive: the shadow caches (detail/tinylfu_shadow.hpp) and the choice of shape they
 // drive. The hit-ratio tests of the adaptive policy through a store are in w_tinylfu_test.cpp.
+#include <array>
 #include <cachet/detail/tinylfu_shadow.hpp>
 #include <cachet/eviction/w_tinylfu.hpp>
 #include <cachet/hash.hpp>
@@ -268,6 +269,28 @@ TEST_CASE("w_tinylfu_adaptive: follows the best shadow's window and margin",
     CHECK(fed > 0.04);
     CHECK(fed < 0.09);
   }
+}
+
+TEST_CASE("w_tinylfu_adaptive: a shape replaces the one in force only by beating it by over 1%",
+          "[w_tinylfu][shadow]") {
+  using policy = cachet::w_tinylfu_adaptive::shard_policy<fake_nodes<cachet::w_tinylfu_adaptive>>;
+  constexpr std::size_t none = policy::shadow_count();
+  using scores = std::array<std::uint64_t, policy::shadow_count()>;
+  // No shape in force yet: the best score, the lowest index among equals.
+  CHECK(policy::next_shape(scores{5, 9, 3, 9, 0, 0, 0, 0}, none) == 1);
+  CHECK(policy::next_shape(scores{}, none) == 0);
+  // Shape 2 in force with 1000: 1010 (exactly 1% more) does not move it, 1011 does.
+  CHECK(policy::next_shape(scores{0, 0, 1000, 1010, 0, 0, 0, 0}, 2) == 2);
+  CHECK(policy::next_shape(scores{0, 0, 1000, 1011, 0, 0, 0, 0}, 2) == 3);
+  // Shapes before the one in force are weighed like the others (each against this period's
+  // scores: once, a shape before the one in force was weighed against its old score).
+  CHECK(policy::next_shape(scores{1011, 0, 1000, 0, 0, 0, 0, 0}, 2) == 0);
+  CHECK(policy::next_shape(scores{1010, 0, 1000, 0, 0, 0, 0, 0}, 2) == 2);
+  // Equal scores, or a shape in force that is best, stay.
+  CHECK(policy::next_shape(scores{7, 7, 7, 7, 7, 7, 7, 7}, 5) == 5);
+  CHECK(policy::next_shape(scores{1, 2, 3, 4, 5, 6, 7, 100}, 7) == 7);
+  // A shape in force that scored nothing gives way to any hit.
+  CHECK(policy::next_shape(scores{0, 0, 0, 0, 0, 0, 1, 0}, 4) == 6);
 }
 
 TEST_CASE("w_tinylfu_adaptive: old periods fade, so a change of traffic changes the shape",

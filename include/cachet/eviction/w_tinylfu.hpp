@@ -302,6 +302,20 @@ struct basic_w_tinylfu {
     static constexpr std::uint32_t shadow_margin(std::size_t k) noexcept {
       return static_cast<std::uint32_t>(k / k_window_percents.size());
     }
+    // adaptive: the shape to follow after a period, given every shape's score (shadow_count() of
+    // them) and the shape in force (shadow_count() for none yet): the best score (the lowest index
+    // among equals), if it beats the shape in force by more than 1%; otherwise the shape in force.
+    template <std::size_t N>
+    static constexpr std::size_t next_shape(const std::array<std::uint64_t, N>& scores,
+                                            std::size_t current) noexcept {
+      static_assert(N > 0);
+      std::size_t best = 0;
+      for (std::size_t k = 1; k < N; ++k) {
+        if (scores[k] > scores[best]) best = k;
+      }
+      if (current < N && scores[best] * 100 <= scores[current] * 101) return current;
+      return best;
+    }
 
    private:
     static constexpr std::size_t k_unbounded_sketch = 64;
@@ -532,17 +546,14 @@ struct basic_w_tinylfu {
     }
     void choose_shape() noexcept {
       sim_.seen = 0;
-      std::size_t best = sim_.current;
       for (std::size_t k = 0; k < k_shapes; ++k) {
         const std::uint64_t hits = sim_.shadows[k].hits();
         sim_.scores[k] = sim_.scores[k] / 2 + (hits - sim_.last_hits[k]);
         sim_.last_hits[k] = hits;
-        if (best == k_shapes || sim_.scores[k] > sim_.scores[best]) best = k;
       }
-      // Move only for a clear win: more than 1% over the shape in force.
-      if (sim_.current != k_shapes && sim_.scores[best] * 100 <= sim_.scores[sim_.current] * 101) {
-        return;
-      }
+      // Every score is this period's before any is compared (next_shape()).
+      const std::size_t best = next_shape(sim_.scores, sim_.current);
+      if (best == sim_.current) return;
       sim_.current = best;
       margin_ = shadow_margin(best);
       const std::size_t target = std::min(window_for(base_, shadow_window_percent(best)),
