@@ -9,8 +9,8 @@
 //    measures the cost of the concurrency/bookkeeping, not the miss path or
 //    the eviction policy's hit rate.
 //  * Workloads: read100, read75_write25, write100 (writes are put(k, k)).
-//  * Threads 1, 2, 4 share one cache per (cache, workload); items/s is the
-//    aggregate over all threads, measured in real time.
+//  * Threads 1, 2, 4 (or those CACHET_BENCH_THREADS lists) share one cache
+//    per (cache, workload); items/s is the aggregate over all threads, measured in real time.
 //
 // Benchmark names are <workload>/<cache>/real_time/threads:<n>. The counter
 // `miss_rate` must read 0 for read workloads; anything else means the prefill
@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -47,7 +48,26 @@ constexpr std::size_t kLog2StreamSize = 20;               // 2^20 pre-generated 
 constexpr std::size_t kBatch = 1024;                      // operations per benchmark iteration
 constexpr double kZipfTheta = 0.99;
 constexpr std::uint64_t kSeed = 0x5eedcace7ULL;
-const std::vector<int> kThreadCounts = {1, 2, 4};
+// Threads 1, 2, 4 unless CACHET_BENCH_THREADS lists others ("1,2,8,16"; bench/ratios.py sets it
+// from its --threads), for scaling runs on larger machines.
+std::vector<int> thread_counts() {
+  std::vector<int> counts;
+  if (const char* env = std::getenv("CACHET_BENCH_THREADS")) {
+    for (const char* p = env; *p != '\0';) {
+      char* end = nullptr;
+      const long n = std::strtol(p, &end, 10);
+      if (end == p || n < 1 || n > 1024 || (*end != ',' && *end != '\0')) {
+        std::fprintf(stderr, "CACHET_BENCH_THREADS: expected a list like 1,2,8, got \"%s\"\n", env);
+        std::exit(2);
+      }
+      counts.push_back(static_cast<int>(n));
+      p = *end == ',' ? end + 1 : end;
+    }
+  }
+  if (counts.empty()) counts = {1, 2, 4};
+  return counts;
+}
+const std::vector<int> kThreadCounts = thread_counts();
 
 const cachet_bench::key_stream& keys() {
   static const cachet_bench::key_stream stream(kKeyCount, kLog2StreamSize, kSeed, kZipfTheta);

@@ -9,6 +9,7 @@ range so the spread is visible.
 usage: bench/ratios.py BINARY [--rounds 5] [--min-time 0.3] [--threads 1,2] [--workloads read100]
 """
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -18,9 +19,11 @@ LINE = re.compile(r"^(\w+)/(\S+?)/real_time/threads:(\d+)\s.*items_per_second=([
 SCALE = {"": 1e-6, "k": 1e-3, "M": 1.0, "G": 1e3}
 
 
-def one_round(binary, pattern, min_time):
+def one_round(binary, pattern, min_time, thread_list):
+    # The binary registers 1, 2 and 4 threads unless CACHET_BENCH_THREADS names others.
+    env = dict(os.environ, CACHET_BENCH_THREADS=thread_list)
     out = subprocess.run([binary, f"--benchmark_filter={pattern}", f"--benchmark_min_time={min_time}"],
-                         check=True, capture_output=True, text=True).stdout
+                         check=True, capture_output=True, text=True, env=env).stdout
     result = {}
     for line in out.splitlines():
         m = LINE.match(line)
@@ -47,7 +50,8 @@ def main():
                                 ["sharded_map", "mutex_lru", "tbb_lru", "cuckoo_map"]) + ")"
     pattern = (f"^({'|'.join(args.workloads.split(','))})/{caches}/real_time/"
                f"threads:({'|'.join(threads)})$")
-    rounds = [one_round(args.binary, pattern, args.min_time) for _ in range(args.rounds)]
+    rounds = [one_round(args.binary, pattern, args.min_time, args.threads)
+              for _ in range(args.rounds)]
     keys = sorted(rounds[0], key=lambda k: (k[0], k[1], not k[2].startswith("cachet"), k[2]))
     baselines = ["sharded_map", "mutex_lru", "tbb_lru", "cuckoo_map"]
     print(f"{args.rounds} rounds, min_time {args.min_time}s; M ops/s median [min-max]; "
