@@ -5,9 +5,14 @@
 // lock that spins briefly beats std::mutex, whose contended path parks the thread in the kernel at
 // once; and it beats reader/writer locks, whose shared acquisition still writes one cache line per
 // read and bounces it between cores. But a pure spinlock burns a core when the holder is
-// descheduled, so after a bounded spin this lock sleeps on the atomic (C++20 wait/notify, a futex
-// on Linux), as in Drepper's "Futexes Are Tricky" mutex #2: state 0 = free, 1 = held, 2 = held and
-// someone may be sleeping.
+// descheduled, so after a bounded spin this lock sleeps on its word, as in Drepper's "Futexes Are
+// Tricky" mutex #2: state 0 = free, 1 = held, 2 = held and someone may be sleeping.
+//
+// The sleep is a futex on the lock word itself (Linux), not std::atomic::wait: libstdc++ 12's
+// wait first yields the CPU (sched_yield) and counts its waiters in a process-wide table that
+// every shard's lock shares, and with 16 threads reading skewed keys that made the store's
+// throughput fall to half of 8 threads'. Elsewhere std::atomic::wait/notify_one stand in.
+// bench/RESULTS.md, "Thread scaling on 16 cores", has the figures.
 #pragma once
 
 #include <atomic>
@@ -15,6 +20,11 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#endif
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 namespace cachet::detail {
@@ -24,6 +34,28 @@ inline void cpu_relax() noexcept {
   _mm_pause();
 #elif defined(__aarch64__)
   asm volatile("yield");
+#endif
+}
+
+// Sleeps while `word` holds `expected` (returns at once if it does not; may return spuriously).
+inline void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected) noexcept {
+#if defined(__linux__)
+  static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t) &&
+                std::atomic<std::uint32_t>::is_always_lock_free);
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected,
+            nullptr, nullptr, 0);
+#else
+  word.wait(expected, std::memory_order_relaxed);
+#endif
+}
+
+// Wakes one thread sleeping in futex_wait on `word`, if any.
+inline void futex_wake_one(std::atomic<std::uint32_t>& word) noexcept {
+#if defined(__linux__)
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, 1, nullptr,
+            nullptr, 0);
+#else
+  word.notify_one();
 #endif
 }
 
@@ -45,8 +77,11 @@ class spin_mutex {
   }
 
   void unlock() noexcept {
-    if (state_.exchange(0, std::memory_order_release) == 2) state_.notify_one();
+    if (state_.exchange(0, std::memory_order_release) == 2) futex_wake_one(state_);
   }
+
+  // For tests: true while the lock is held and a waiter may be asleep (or about to sleep).
+  bool has_sleepers() const noexcept { return state_.load(std::memory_order_relaxed) == 2; }
 
  private:
   void lock_slow() noexcept {
@@ -60,8 +95,7 @@ class spin_mutex {
       if (s == 2) break;  // others already sleep: queue behind them
     }
     // Mark "held, maybe waiters" and sleep until the holder's unlock wakes us.
-    while (state_.exchange(2, std::memory_order_acquire) != 0)
-      state_.wait(2, std::memory_order_relaxed);
+    while (state_.exchange(2, std::memory_order_acquire) != 0) futex_wait(state_, 2);
   }
 
   static constexpr int k_spins = 128;
