@@ -8,11 +8,13 @@
 // descheduled, so after a bounded spin this lock sleeps on its word, as in Drepper's "Futexes Are
 // Tricky" mutex #2: state 0 = free, 1 = held, 2 = held and someone may be sleeping.
 //
+// The spin backs off exponentially (1, 2, 4 .. 64 pauses between looks, about 1,000 pauses in
+// all), so that waiters on a hot shard do not all pounce on the line the moment it is freed.
 // The sleep is a futex on the lock word itself (Linux), not std::atomic::wait: libstdc++ 12's
 // wait first yields the CPU (sched_yield) and counts its waiters in a process-wide table that
 // every shard's lock shares, and with 16 threads reading skewed keys that made the store's
 // throughput fall to half of 8 threads'. Elsewhere std::atomic::wait/notify_one stand in.
-// bench/RESULTS.md, "Thread scaling on 16 cores", has the figures.
+// bench/RESULTS.md, "Thread scaling on 16 cores", has the figures behind both choices.
 #pragma once
 
 #include <atomic>
@@ -85,8 +87,9 @@ class spin_mutex {
 
  private:
   void lock_slow() noexcept {
-    for (int i = 0; i < k_spins; ++i) {
-      cpu_relax();
+    for (std::uint32_t spent = 0, backoff = 1; spent < k_spin_budget;
+         spent += backoff, backoff = backoff < k_max_backoff ? 2 * backoff : k_max_backoff) {
+      for (std::uint32_t i = 0; i < backoff; ++i) cpu_relax();
       std::uint32_t s = state_.load(std::memory_order_relaxed);
       if (s == 0 && state_.compare_exchange_weak(s, 1, std::memory_order_acquire,
                                                  std::memory_order_relaxed)) {
@@ -98,7 +101,8 @@ class spin_mutex {
     while (state_.exchange(2, std::memory_order_acquire) != 0) futex_wait(state_, 2);
   }
 
-  static constexpr int k_spins = 128;
+  static constexpr std::uint32_t k_spin_budget = 1024;  // pauses before sleeping
+  static constexpr std::uint32_t k_max_backoff = 64;    // pauses between looks at most
   std::atomic<std::uint32_t> state_{0};
 };
 
