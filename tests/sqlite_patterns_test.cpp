@@ -372,7 +372,12 @@ TEST_CASE("sqlite: write_back under a failing window and a tiny cache, the table
           const int id = w * k_keys + static_cast<int>(x % k_keys);
           const int op = static_cast<int>((x >> 40) % 10);
           if (op < 6) {
-            const std::string name = "u" + std::to_string(w) + "-" + std::to_string(i);
+            // Appended rather than "u" + ...: GCC 12 at -O3 warns falsely (-Wstringop-overflow)
+            // on operator+(const char*, std::string&&), which inserts at the front.
+            std::string name = "u";
+            name += std::to_string(w);
+            name += '-';
+            name += std::to_string(i);
             users.put(id, name);
             model[id] = name;
           } else if (op == 6) {
