@@ -32,6 +32,9 @@
 
 namespace cachet {
 
+// Pass as the ttl of put() for an entry that never expires even when a default_ttl is set.
+inline constexpr std::chrono::nanoseconds no_expiry = std::chrono::nanoseconds::max();
+
 // Why an entry left the store; passed to the removal listener.
 enum class removal_cause : std::uint8_t {
   explicit_erase,  // erase() or erase_if() removed it
@@ -65,6 +68,8 @@ enum class put_result : std::uint8_t {
                        // evicted
   rejected_by_policy,  // an admission policy kept the incumbent entries instead (W-TinyLFU style)
   rejected_too_heavy,  // the entry's weight exceeds what one shard may hold
+  rejected_stale,      // put_if(): the condition was false under the store's lock (a write or
+                       // invalidation of the key came after the fill's ticket); nothing changed
 };
 
 // True when the value passed to put() is now stored.
@@ -84,6 +89,8 @@ constexpr std::string_view to_string(put_result r) noexcept {
       return "rejected_by_policy";
     case put_result::rejected_too_heavy:
       return "rejected_too_heavy";
+    case put_result::rejected_stale:
+      return "rejected_stale";
   }
   return "unknown";
 }

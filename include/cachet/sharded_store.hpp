@@ -66,9 +66,6 @@
 
 namespace cachet {
 
-// Pass as the ttl of put() for an entry that never expires even when a default_ttl is set.
-inline constexpr std::chrono::nanoseconds no_expiry = std::chrono::nanoseconds::max();
-
 namespace detail {
 
 template <bool Transparent>
@@ -228,6 +225,27 @@ class sharded_store {
       throw std::invalid_argument("cachet: put: ttl must be positive (or cachet::no_expiry)");
     }
     return put_impl(std::move(key), std::move(value), ttl);
+  }
+
+  // put(), but only if `still_valid()` returns true when called under the key's shard lock; if it
+  // returns false nothing changes and the result is put_result::rejected_stale. The loading
+  // patterns fill through this: `still_valid` checks that no write or invalidation of the key came
+  // after the load began, and since writers erase under the same lock, a fill either lands before a
+  // racing erase (which then removes it) or sees the invalidation and is dropped: there is no
+  // moment at which a raced fill is visible. `still_valid` must be noexcept, cheap, and must not
+  // call into the store. The ttl overload takes cachet::no_expiry as put() does.
+  template <class Pred>
+  requires std::is_nothrow_invocable_r_v<bool, Pred&>
+  put_result put_if(K key, V value, Pred still_valid) {
+    return put_impl(std::move(key), std::move(value), default_ttl(), still_valid);
+  }
+  template <class Pred>
+  requires std::is_nothrow_invocable_r_v<bool, Pred&>
+  put_result put_if(K key, V value, std::chrono::nanoseconds ttl, Pred still_valid) {
+    if (ttl <= std::chrono::nanoseconds::zero()) {
+      throw std::invalid_argument("cachet: put_if: ttl must be positive (or cachet::no_expiry)");
+    }
+    return put_impl(std::move(key), std::move(value), ttl, still_valid);
   }
 
   // Removes `key`. True if a live entry was removed (reported to the listener as explicit_erase);
@@ -624,7 +642,13 @@ class sharded_store {
   // ---- the write path
   // -----------------------------------------------------------------------------
 
-  put_result put_impl(K key, V value, std::chrono::nanoseconds ttl) {
+  // The condition of a plain put(): always true.
+  struct always {
+    bool operator()() const noexcept { return true; }
+  };
+
+  template <class Pred = always>
+  put_result put_impl(K key, V value, std::chrono::nanoseconds ttl, Pred&& still_valid = Pred{}) {
     const std::uint64_t h = hash_of(key);
     const std::uint32_t w =
         opts_.weigher ? opts_.weigher(std::as_const(key), std::as_const(value)) : 1;
@@ -634,6 +658,7 @@ class sharded_store {
     put_result r;
     {
       std::lock_guard<detail::spin_mutex> g(s.mu);
+      if (!still_valid()) return put_result::rejected_stale;
       r = put_locked(s, h, w, deadline, key, value, out);
     }
     notify(out);
