@@ -10,7 +10,9 @@
 //
 // Thread safety: all members are thread-safe. The load runs on the leader's thread with no lock of
 // this object held; loads of different keys never wait for each other. Followers block in
-// std::shared_future::wait (a futex), optionally bounded by options::follower_timeout. load_all()
+// std::shared_future::wait (a futex), optionally bounded by options::follower_timeout (per call:
+// load_all() waits at most that long in all, however many keys it follows). detach() lets a writer
+// cut a key's flight loose so later callers load afresh. load_all()
 // publishes the results of the keys it leads before it waits for any other thread's load, so two
 // overlapping batches cannot wait for each other.
 //
@@ -59,6 +61,7 @@
 #include <vector>
 
 #include "cachet/detail/latency_histogram.hpp"
+#include "cachet/detail/saturate.hpp"
 #include "cachet/hash.hpp"
 #include "cachet/options.hpp"
 
@@ -240,12 +243,24 @@ class single_flight {
     if (led_error) std::rethrow_exception(led_error);
 
     // Follow: wait for the loads of other threads, then answer each key from its flight (get()
-    // rethrows a followed load's exception).
+    // rethrows a followed load's exception). follower_timeout bounds the whole call, not each key.
+    const std::optional<std::chrono::steady_clock::time_point> deadline = follower_deadline();
     for (batch_slot& b : slots) {
-      if (!b.leader) await_flight(*b.f);
+      if (!b.leader) await_flight(*b.f, deadline);
     }
     for (std::size_t i = 0; i < keys.size(); ++i) out[i] = slots[slot_of[i]].f->result.get();
     return out;
+  }
+
+  // Detaches the load of `key` in flight, if any: it runs on and answers the callers that joined
+  // it, but callers that come after detach() returns start (or join) a new flight. A writer calls
+  // this after changing the row, so that no read starting after the write joins a load that may
+  // have read the row before it. Blocks on one shard mutex; never waits for a load. Allocates
+  // nothing; throws only what Hash or KeyEqual throw.
+  void detach(const K& key) {
+    shard& s = shard_for(key);
+    std::lock_guard<std::mutex> g(s.mu);
+    s.flights.erase(key);
   }
 
   // Number of loads in flight now (weakly consistent).
@@ -444,20 +459,25 @@ class single_flight {
     latency_.record(nanos);
   }
 
+  // When a follower starting now must give up: follower_timeout from now (saturating), or never.
+  std::optional<std::chrono::steady_clock::time_point> follower_deadline() const noexcept {
+    if (opts_.follower_timeout.count() == 0) return std::nullopt;
+    return detail::saturating_after(std::chrono::steady_clock::now(), opts_.follower_timeout);
+  }
+
   // Waits, as a follower, until `f` has its result (recursive_load_error if this thread leads it;
-  // load_timeout_error past follower_timeout).
-  void await_flight(flight& f) {
+  // load_timeout_error once `deadline` has passed).
+  void await_flight(flight& f, std::optional<std::chrono::steady_clock::time_point> deadline) {
     if (f.leader == std::this_thread::get_id()) throw recursive_load_error();
     coalesced_.fetch_add(1, std::memory_order_relaxed);
-    if (opts_.follower_timeout.count() > 0 &&
-        f.result.wait_for(opts_.follower_timeout) != std::future_status::ready) {
+    if (deadline && f.result.wait_until(*deadline) != std::future_status::ready) {
       timeouts_.fetch_add(1, std::memory_order_relaxed);
       throw load_timeout_error();
     }
   }
 
   std::optional<V> follow(flight& f) {
-    await_flight(f);
+    await_flight(f, follower_deadline());
     return f.result.get();
   }
 
