@@ -3,12 +3,14 @@
 // Purpose: the default pattern. Reads try the cache, and on a miss the application loads from its
 // database and fills the cache; writes go to the database, then invalidate (erase) the cache entry,
 // so the next read repopulates it. Invalidating instead of setting is what keeps racing writers
-// from leaving an old value in the cache. cache_aside adds the two guards a hand-written version
-// lacks:
+// from leaving an old value in the cache. cache_aside adds the guards a hand-written version lacks:
 //   - get_or_load() loads through single_flight: N threads missing one key cause one load;
-//   - a fill never outlives an invalidation that raced with it. A load that read the old row, then
-//     lost the race to a writer's invalidate(), would otherwise put the old value back and serve it
-//     until its TTL (see detail/invalidation_guard.hpp for how this is prevented).
+//   - consistency: a read that starts after invalidate() or set() has returned never gets the value
+//     that call replaced, neither from the cache (a load that read the old row cannot fill it back:
+//     its fill is refused under the store's lock) nor by joining a load that began before the call
+//     (the call detaches it). Reads that overlap the call may get the old or the new value. Other
+//     processes are not covered: there the entry's TTL is the bound (docs/consistency.md;
+//     detail/guarded_loader.hpp for how).
 //
 // Thread safety: all members are thread-safe; see the Store for what each may block on. The loader
 // runs on the calling thread with no lock held.
@@ -23,22 +25,22 @@
 //   users.invalidate(42);   // after the database write; the next read loads the new row
 #pragma once
 
-#include <array>
-#include <atomic>
 #include <chrono>
-#include <cstddef>
-#include <cstdint>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
-#include "cachet/detail/invalidation_guard.hpp"
-#include "cachet/single_flight.hpp"
+#include "cachet/detail/guarded_loader.hpp"
+#include "cachet/detail/saturate.hpp"
 #include "cachet/source.hpp"
+#include "cachet/store.hpp"
 
 namespace cachet {
 
 template <class Store>
 class cache_aside {
+  static_assert(check_store<Store>());
+
  public:
   using store_type = Store;
   using key_type = typename Store::key_type;
@@ -51,53 +53,45 @@ class cache_aside {
   // The cached value, or nullopt. Counts a hit or miss in the store's stats.
   std::optional<mapped_type> get(const key_type& key) { return store_.get(key); }
 
-  // Puts a value the application already has, with the store's default TTL or `ttl`. Prefer
-  // invalidate() after a database write: set() after a write can race with another writer.
+  // Puts a value the application already has, with the store's default TTL or `ttl` (any
+  // std::chrono::duration; a duration too long for nanoseconds means no expiry). A load of `key`
+  // in flight will not overwrite it, and reads that start after set() returns get it (or a later
+  // write). Prefer invalidate() after a database write: two writers' set() calls can land in the
+  // opposite order of their database writes.
   put_result set(key_type key, mapped_type value) {
-    return store_.put(std::move(key), std::move(value));
+    return core_.write(key, [&] { return store_.put(key, std::move(value)); });
   }
-  put_result set(key_type key, mapped_type value, std::chrono::nanoseconds ttl) {
-    return store_.put(std::move(key), std::move(value), ttl);
+  template <class Rep, class Period>
+  put_result set(key_type key, mapped_type value, std::chrono::duration<Rep, Period> ttl) {
+    const std::chrono::nanoseconds t = detail::to_nanoseconds(ttl);
+    return core_.write(key, [&] { return store_.put(key, std::move(value), t); });
   }
 
-  // Call after writing `key` to the database: erases the cached entry and makes any load of `key`
-  // already in flight drop its fill. Returns whether an entry was erased.
+  // Call after writing `key` to the database: erases the cached entry, makes any load of `key`
+  // already in flight drop its fill, and detaches that load so later reads load the new row.
+  // Returns whether an entry was erased.
   bool invalidate(const key_type& key) {
-    guard_.invalidate(key);
-    return store_.erase(key);
+    return core_.write(key, [&] { return store_.erase(key); });
   }
 
   // The cached value; on a miss, loads it with `loader` (one load per key across all threads, see
-  // single_flight), caches it (unless an invalidate() raced with the load) and returns it.
-  // std::nullopt from the loader is returned and not cached.
+  // single_flight), caches it (unless an invalidate() or set() came after the load began) and
+  // returns it. std::nullopt from the loader is returned and not cached.
   template <class Loader>
   std::optional<mapped_type> get_or_load(const key_type& key, Loader&& loader) {
     static_assert(check_loader<std::remove_cvref_t<Loader>, key_type, mapped_type>());
-    if (auto v = store_.get(key)) return v;
-    // Inside the flight, a value cached since the miss above is served instead of a second load.
-    const auto cached_now = [&]() -> std::optional<std::optional<mapped_type>> {
-      if (auto v = store_.peek(key)) return v;
-      return std::nullopt;
-    };
-    return flights_.load(key, cached_now, [&]() -> std::optional<mapped_type> {
-      const std::uint64_t token = guard_.begin(key);
-      std::optional<mapped_type> v = load_from<key_type, mapped_type>(loader, key);
-      if (v) {
-        store_.put(key, *v);
-        if (guard_.raced(key, token)) store_.erase(key);  // a write landed meanwhile: drop the fill
-      }
-      return v;
-    });
+    return core_.get_or_load(store_, key,
+                             [&] { return load_from<key_type, mapped_type>(loader, key); });
   }
 
   Store& store() noexcept { return store_; }
   const Store& store() const noexcept { return store_; }
-  single_flight_stats load_stats() const noexcept { return flights_.stats(); }
+  single_flight_stats load_stats() const noexcept { return core_.stats(); }
 
  private:
   Store store_;
-  single_flight<key_type, mapped_type, typename Store::hasher, typename Store::key_equal> flights_;
-  detail::invalidation_guard<typename Store::hasher> guard_;
+  detail::guarded_loader<key_type, mapped_type, typename Store::hasher, typename Store::key_equal>
+      core_;
 };
 
 }  // namespace cachet

@@ -11,8 +11,11 @@
 //   - negative caching: "no such key" can be remembered for a short negative_ttl, so a flood of
 //     requests for missing keys does not reach the database (counted apart, as negative_hits);
 //   - TTL jitter, so entries loaded together do not expire together;
-//   - invalidate() for writers, with the same race guard as cache_aside: a load that read the old
-//     row cannot put it back after a concurrent invalidation.
+//   - invalidate() for writers, with the same guarantee as cache_aside: a read that starts after
+//     invalidate() has returned never gets the row it replaced, neither from the cache nor from a
+//     load (or refresh) that began before it (docs/consistency.md). Stale serving (below) serves
+//     values past their TTL by design, within its windows, but never one an invalidate() removed;
+//     a refresh that finds the row gone removes the entry.
 //   - stale-while-revalidate: for a grace period after the TTL, readers get the stale value at
 //     once while one of them refreshes it (inline, on that reader's thread: no thread is started);
 //     a refresh, this one or XFetch's, first checks inside its single-flight that the cached
@@ -25,8 +28,9 @@
 //     and other threads asking for a key of the batch wait for the batch.
 //
 // Thread safety: all members are thread-safe. The loader runs on a caller's thread with no cache
-// lock held; different keys load in parallel. A reader that wins the XFetch draw runs the refresh
-// itself (it pays the load's latency; nobody waits for it).
+// lock held; different keys load in parallel. A reader that wins the XFetch draw (or refreshes a
+// stale value) runs the refresh itself: it pays the load's latency and gets what it loaded
+// (std::nullopt if the row is gone); nobody else waits for it.
 //
 // Exception safety: get() rethrows the loader's exception to every caller waiting on that load and
 // caches nothing; get_all() does the same for a failed bulk load (all its keys fail together). A
@@ -58,11 +62,13 @@
 #include <vector>
 
 #include "cachet/clock.hpp"
-#include "cachet/detail/invalidation_guard.hpp"
+#include "cachet/detail/guarded_loader.hpp"
+#include "cachet/detail/saturate.hpp"
 #include "cachet/hash.hpp"
 #include "cachet/options.hpp"
 #include "cachet/single_flight.hpp"
 #include "cachet/source.hpp"
+#include "cachet/store.hpp"
 #include "cachet/xfetch.hpp"
 
 namespace cachet {
@@ -85,13 +91,15 @@ class read_through {
   using key_type = typename Store::key_type;
   using mapped_type = typename Store::mapped_type;
   using clock_type = typename Store::clock_type;
+  static_assert(check_store<Store>());
   static_assert(check_loader<Loader, key_type, mapped_type>());
 
   struct options {
     // Entry bound and shard count of the underlying store (see store_options).
     std::size_t max_entries = 0;
     std::size_t shards = 0;
-    // How long a loaded value is served: required, > 0.
+    // How long a loaded value is served: required, > 0; cachet::no_expiry (or any larger value)
+    // for as long as it stays cached.
     std::chrono::nanoseconds ttl{0};
     // Each TTL is shortened by a uniformly random part of up to this fraction, in [0, 1).
     double ttl_jitter = 0.0;
@@ -122,7 +130,7 @@ class read_through {
     std::optional<entry> e = store_.get(key);
     if (!e) {
       misses_.fetch_add(1, std::memory_order_relaxed);
-      return flights_.load(
+      return core_.load(
           key, [&] { return fresh_now(key); }, [&] { return fill(key); });
     }
     if (!e->value) {
@@ -132,34 +140,29 @@ class read_through {
     const std::int64_t now = clock_.now().count();
     if (now < e->expiry_ns) {  // fresh
       hits_.fetch_add(1, std::memory_order_relaxed);
-      if (opts_.xfetch_beta > 0.0) maybe_refresh_early(key, *e, now);
+      if (opts_.xfetch_beta > 0.0) {
+        if (std::optional<std::optional<mapped_type>> fresh = maybe_refresh_early(key, *e, now)) {
+          return std::move(*fresh);
+        }
+      }
       return std::move(e->value);
     }
     // Stale: kept past its TTL for stale-while-revalidate or stale-if-error.
-    if (now < e->expiry_ns + opts_.stale_while_revalidate.count()) {
+    if (now < detail::saturating_add(e->expiry_ns, opts_.stale_while_revalidate.count())) {
       stale_serves_.fetch_add(1, std::memory_order_relaxed);
-      std::optional<mapped_type> fresh;
-      try {
-        // One reader refreshes, unless another one did since this one read `e`.
-        flights_.try_lead(
-            key,
-            [&] {
-              std::optional<std::optional<mapped_type>> now = refreshed_since(key, *e);
-              if (now) fresh = *now;
-              return now;
-            },
-            [&] { return fresh = fill(key); });
-      } catch (...) {
-        refresh_failures_.fetch_add(1, std::memory_order_relaxed);
+      // One reader refreshes, unless another one did since this one read `e`; that reader gets the
+      // refreshed answer (std::nullopt if the row is gone), the others the stale value.
+      if (std::optional<std::optional<mapped_type>> fresh = refresh(key, *e)) {
+        return std::move(*fresh);
       }
-      return fresh ? std::move(fresh) : std::move(e->value);
+      return std::move(e->value);
     }
     misses_.fetch_add(1, std::memory_order_relaxed);
     try {
-      return flights_.load(
+      return core_.load(
           key, [&] { return fresh_now(key); }, [&] { return fill(key); });
     } catch (...) {
-      if (now >= e->expiry_ns + opts_.stale_if_error.count()) throw;
+      if (now >= detail::saturating_add(e->expiry_ns, opts_.stale_if_error.count())) throw;
       stale_if_error_serves_.fetch_add(1, std::memory_order_relaxed);
       return std::move(e->value);
     }
@@ -200,7 +203,7 @@ class read_through {
       misses_.fetch_add(1, std::memory_order_relaxed);
       missed.push_back(keys[i]);
       missed_at.push_back(i);
-      if (e && now < e->expiry_ns + opts_.stale_if_error.count()) {
+      if (e && now < detail::saturating_add(e->expiry_ns, opts_.stale_if_error.count())) {
         stale.push_back(std::move(e->value));
       } else {
         stale.emplace_back();
@@ -210,8 +213,8 @@ class read_through {
     if (missed.empty()) return out;
     std::vector<std::optional<mapped_type>> loaded;
     try {
-      loaded = flights_.load_all(std::span<const key_type>(missed),
-                                 [&](std::span<const key_type> led) { return fill_all(led); });
+      loaded = core_.load_all(std::span<const key_type>(missed),
+                              [&](std::span<const key_type> led) { return fill_all(led); });
     } catch (...) {
       if (!all_stale) throw;
       stale_if_error_serves_.fetch_add(missed.size(), std::memory_order_relaxed);
@@ -221,11 +224,11 @@ class read_through {
     return out;
   }
 
-  // Call after the source's row for `key` changed: drops the cached entry, and any load of `key`
-  // in flight will not cache what it read. Returns whether an entry was cached.
+  // Call after the source's row for `key` changed: drops the cached entry; any load or refresh of
+  // `key` in flight will not cache what it read, and reads that start after this returns do not
+  // join it. Returns whether an entry was cached.
   bool invalidate(const key_type& key) {
-    guard_.invalidate(key);
-    return store_.erase(key);
+    return core_.write(key, [&] { return store_.erase(key); });
   }
 
   // Entries cached now, "absent" entries included.
@@ -239,7 +242,7 @@ class read_through {
             refresh_failures_.load(std::memory_order_relaxed),
             stale_serves_.load(std::memory_order_relaxed),
             stale_if_error_serves_.load(std::memory_order_relaxed),
-            flights_.stats()};
+            core_.stats()};
   }
 
  private:
@@ -251,6 +254,8 @@ class read_through {
     std::int64_t delta_ns;
   };
   using inner_store = typename Store::template rebind_value<entry>;
+  using guarded_loader_type = detail::guarded_loader<key_type, mapped_type, typename Store::hasher,
+                                                     typename Store::key_equal>;
 
   static options validated(options o) {
     if (o.ttl <= std::chrono::nanoseconds::zero()) {
@@ -290,19 +295,43 @@ class read_through {
     return static_cast<double>((x >> 11) + 1) * 0x1.0p-53;
   }
 
-  void maybe_refresh_early(const key_type& key, const entry& e, std::int64_t now) {
+  // XFetch: with the probability for this gap, one reader refreshes `e` before it expires. Returns
+  // the refreshed answer if this reader ran (or saw) a refresh, else nothing.
+  std::optional<std::optional<mapped_type>> maybe_refresh_early(const key_type& key, const entry& e,
+                                                                std::int64_t now) {
     const std::int64_t gap = e.expiry_ns - now;
     if (!xfetch::should_refresh(gap, e.delta_ns, opts_.xfetch_beta, [&] { return uniform(); })) {
-      return;
+      return std::nullopt;
     }
+    return refresh(key, e, &early_refreshes_);
+  }
+
+  // Refreshes `seen` (stale-while-revalidate, XFetch) in a flight nobody waits for, unless another
+  // reader's refresh replaced it since this reader read it. Returns the answer the refresh (or
+  // that replacement) gave, or nothing if another refresh of the key is running or this one
+  // failed (counted in refresh_failures; the caller serves `seen`). `ran` counts refreshes run.
+  std::optional<std::optional<mapped_type>> refresh(const key_type& key, const entry& seen,
+                                                    std::atomic<std::uint64_t>* ran = nullptr) {
+    std::optional<std::optional<mapped_type>> answer;
     try {
-      if (flights_.try_lead(
-              key, [&] { return refreshed_since(key, e); }, [&] { return fill(key); })) {
-        early_refreshes_.fetch_add(1, std::memory_order_relaxed);
-      }
+      const bool loaded = core_.try_lead(
+          key,
+          [&] {
+            std::optional<std::optional<mapped_type>> now = refreshed_since(key, seen);
+            answer = now;
+            return now;
+          },
+          [&] {
+            std::optional<mapped_type> v = fill(key);
+            answer = v;
+            return v;
+          });
+      if (loaded && ran) ran->fetch_add(1, std::memory_order_relaxed);
     } catch (...) {
-      refresh_failures_.fetch_add(1, std::memory_order_relaxed);  // the current value still serves
+      refresh_failures_.fetch_add(1, std::memory_order_relaxed);
+      return std::nullopt;
     }
+    return answer;
   }
 
   // For a refresh about to run inside its flight: the key's answer now if the cached entry is no
@@ -337,47 +366,67 @@ class read_through {
     }
   }
 
-  // Loads `key` and caches the outcome, unless an invalidate() raced with the load.
+  // Loads `key` and caches the outcome, unless an invalidate() came after the load began.
   std::optional<mapped_type> fill(const key_type& key) {
-    const std::uint64_t token = guard_.begin(key);
+    const auto ticket = core_.begin(key);
     const std::int64_t l0 = load_clock();
     std::optional<mapped_type> v = load_from<key_type, mapped_type>(loader_, key);
-    const std::int64_t delta = load_clock() - l0;
-    const std::int64_t t1 = clock_.now().count();
-    const std::chrono::nanoseconds ttl = v ? jittered(opts_.ttl) : opts_.negative_ttl;
-    if (ttl > std::chrono::nanoseconds::zero()) {
-      // A value is kept past its TTL for as long as it may still be served stale.
-      const std::chrono::nanoseconds keep = v ? ttl + stale_window_ : ttl;
-      store_.put(key, entry{v, t1 + ttl.count(), delta}, keep);
-      if (guard_.raced(key, token)) store_.erase(key);  // a write landed meanwhile: drop the fill
-    }
+    cache(key, v, load_clock() - l0, clock_.now().count(), ticket);
     return v;
   }
 
-  // fill() for a batch: loads `keys` (distinct) in one load_all_from() call and caches each
-  // outcome, unless an invalidate() of that key raced with the load. Every entry gets the batch's
-  // duration as its XFetch delta.
+  // Caches `v` (a value, or "absent") for `key`, loaded in `delta` ns and finished at `t1`, unless
+  // a write came after `ticket`. A value is kept past its TTL for as long as it may be served stale.
+  // An absence that is not to be cached (negative_ttl = 0) removes what is cached instead: a
+  // refresh that finds the row gone must not leave the deleted row to be served stale.
+  void cache(const key_type& key, const std::optional<mapped_type>& v, std::int64_t delta,
+             std::int64_t t1, typename guarded_loader_type::ticket ticket) {
+    const std::chrono::nanoseconds ttl = v ? jittered(opts_.ttl) : opts_.negative_ttl;
+    if (ttl <= std::chrono::nanoseconds::zero()) {
+      store_.erase(key);
+      return;
+    }
+    const std::int64_t expiry = detail::saturating_add(t1, ttl.count());
+    const std::chrono::nanoseconds keep =
+        v ? std::chrono::nanoseconds(detail::saturating_add(ttl.count(), stale_window_.count()))
+          : ttl;
+    core_.fill(store_, key, entry{v, expiry, delta}, ticket, keep);
+  }
+
+  // fill() for a batch, inside the flights of `keys` (distinct): answers from the store the keys
+  // another thread cached fresh since get_all() missed them (as get()'s flight does), loads the
+  // rest in one load_all_from() call and caches each outcome, unless a write of that key came after
+  // the load began. Every entry gets the batch's duration as its XFetch delta.
   std::vector<std::optional<mapped_type>> fill_all(std::span<const key_type> keys) {
-    std::vector<std::uint64_t> tokens(keys.size());
-    for (std::size_t i = 0; i < keys.size(); ++i) tokens[i] = guard_.begin(keys[i]);
+    std::vector<std::optional<mapped_type>> out(keys.size());
+    std::vector<key_type> to_load;
+    std::vector<std::size_t> at;  // to_load[j] answers keys[at[j]]
+    std::vector<typename guarded_loader_type::ticket> tickets;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (std::optional<std::optional<mapped_type>> now = fresh_now(keys[i])) {
+        out[i] = std::move(*now);
+        continue;
+      }
+      tickets.push_back(core_.begin(keys[i]));
+      to_load.push_back(keys[i]);
+      at.push_back(i);
+    }
+    if (to_load.empty()) return out;
     const std::int64_t l0 = load_clock();
     std::vector<std::optional<mapped_type>> vs =
         load_all_from<key_type, mapped_type, typename Store::hasher, typename Store::key_equal>(
-            loader_, keys);
+            loader_, std::span<const key_type>(to_load));
     const std::int64_t delta = load_clock() - l0;
     const std::int64_t t1 = clock_.now().count();
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      const std::chrono::nanoseconds ttl = vs[i] ? jittered(opts_.ttl) : opts_.negative_ttl;
-      if (ttl <= std::chrono::nanoseconds::zero()) continue;
-      const std::chrono::nanoseconds keep = vs[i] ? ttl + stale_window_ : ttl;
-      store_.put(keys[i], entry{vs[i], t1 + ttl.count(), delta}, keep);
-      if (guard_.raced(keys[i], tokens[i])) store_.erase(keys[i]);
+    for (std::size_t j = 0; j < to_load.size(); ++j) {
+      cache(to_load[j], vs[j], delta, t1, tickets[j]);
+      out[at[j]] = std::move(vs[j]);
     }
-    return vs;
+    return out;
   }
 
   std::chrono::nanoseconds jittered(std::chrono::nanoseconds ttl) noexcept {
-    if (opts_.ttl_jitter <= 0.0) return ttl;
+    if (opts_.ttl_jitter <= 0.0 || ttl == no_expiry) return ttl;
     const auto cut = static_cast<std::int64_t>(static_cast<double>(ttl.count()) * opts_.ttl_jitter *
                                                (1.0 - uniform()));
     return std::max(ttl - std::chrono::nanoseconds(cut), std::chrono::nanoseconds(1));
@@ -389,8 +438,7 @@ class read_through {
   Loader loader_;
   clock_type clock_;
   inner_store store_;
-  single_flight<key_type, mapped_type, typename Store::hasher, typename Store::key_equal> flights_;
-  detail::invalidation_guard<typename Store::hasher> guard_;
+  guarded_loader_type core_;
   std::uint64_t rng_;
   std::atomic<std::uint64_t> counter_{0};
   std::atomic<std::uint64_t> hits_{0}, misses_{0}, negative_hits_{0}, early_refreshes_{0},

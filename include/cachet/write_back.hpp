@@ -15,7 +15,11 @@
 //   - Reads see acknowledged writes (read-your-writes) whether or not they are flushed: the dirty
 //     buffer holds every unflushed write, apart from the cache, so evicting or expiring a dirty
 //     entry from the cache never loses its write; a read that misses the cache is served from the
-//     dirty buffer before the Source is asked.
+//     dirty buffer before the Source is asked. A read that starts after put() or erase() returned
+//     gets that write (or a later one): it never joins a load that began before the write, and a
+//     load that read the Source before the write cannot fill the cache over it
+//     (detail/guarded_loader.hpp). So `put(k, get(k).value_or(0) + 1)` from one thread at a time
+//     loses no increment. A value re-cached from the dirty buffer keeps the deadline its put() gave.
 //   - A failing Source is retried with exponential backoff (retry_initial doubling up to
 //     retry_max) for as long as it fails; its entries stay dirty and later writes keep coalescing
 //     into them. Each failure is counted (flush_failures, retries) and passed to on_error.
@@ -78,6 +82,7 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -87,10 +92,12 @@
 #include <utility>
 #include <vector>
 
-#include "cachet/detail/invalidation_guard.hpp"
+#include "cachet/detail/guarded_loader.hpp"
+#include "cachet/detail/saturate.hpp"
 #include "cachet/options.hpp"
 #include "cachet/single_flight.hpp"
 #include "cachet/source.hpp"
+#include "cachet/store.hpp"
 
 namespace cachet {
 
@@ -162,6 +169,7 @@ class write_back {
   using key_type = typename Store::key_type;
   using mapped_type = typename Store::mapped_type;
   using store_type = Store;
+  static_assert(check_store<Store>());
   static_assert(check_source<Source, key_type, mapped_type>());
 
   // Takes the Source and the write-back options, then constructs the store from `store_args`
@@ -200,10 +208,14 @@ class write_back {
   }
 
   // Records `value` for `key` (cache and dirty buffer) and returns; the flusher writes it later.
-  // With `ttl`, the cache entry expires after it (the write is kept until flushed regardless).
+  // With `ttl` (any std::chrono::duration; too long for nanoseconds means no expiry), the cache
+  // entry expires after it, also when re-cached from the dirty buffer after an eviction (the write
+  // is kept until flushed regardless).
   void put(key_type key, mapped_type value) { write(std::move(key), std::move(value), nullptr); }
-  void put(key_type key, mapped_type value, std::chrono::nanoseconds ttl) {
-    write(std::move(key), std::move(value), &ttl);
+  template <class Rep, class Period>
+  void put(key_type key, mapped_type value, std::chrono::duration<Rep, Period> ttl) {
+    const std::chrono::nanoseconds t = detail::to_nanoseconds(ttl);
+    write(std::move(key), std::move(value), &t);
   }
 
   // Records the removal of `key`: get() returns std::nullopt from now on; the flusher calls the
@@ -224,17 +236,20 @@ class write_back {
       if (auto v = store_.peek(key)) return v;
       return std::nullopt;
     };
-    return flights_.load(key, cached_now, [&] { return fill(key); });
+    return core_.load(key, cached_now, [&] { return fill(key); });
   }
 
   // Blocks until every write acknowledged before the call is in the Source (retrying it while
   // the Source fails). Must not be called from the Source or on_error.
   void flush() { (void)flush_until(std::nullopt); }
 
-  // flush() that gives up after `timeout`: returns whether everything was written.
-  bool flush_for(std::chrono::nanoseconds timeout) {
-    return flush_until(std::chrono::steady_clock::now() +
-                       std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
+  // flush() that gives up after `timeout` (any std::chrono::duration; one too long to represent
+  // waits like flush()): returns whether everything was written.
+  template <class Rep, class Period>
+  bool flush_for(std::chrono::duration<Rep, Period> timeout) {
+    const time_point deadline = detail::saturating_after(clock_now(), detail::to_nanoseconds(timeout));
+    if (deadline == time_point::max()) return flush_until(std::nullopt);
+    return flush_until(deadline);
   }
 
   // Keys with writes the Source has not accepted yet.
@@ -255,7 +270,7 @@ class write_back {
     s.hits = hits_.load(std::memory_order_relaxed);
     s.misses = misses_.load(std::memory_order_relaxed);
     s.dirty_hits = dirty_hits_.load(std::memory_order_relaxed);
-    s.loads = flights_.stats();
+    s.loads = core_.stats();
     return s;
   }
 
@@ -273,7 +288,11 @@ class write_back {
   struct dirty_entry {
     std::optional<mapped_type> value;
     std::uint64_t ticket = 0;
+    // When the value's cache entry expires, on the store's clock; k_no_deadline for the store's
+    // default TTL. A re-cache from the buffer keeps it.
+    std::int64_t deadline = k_no_deadline;
   };
+  static constexpr std::int64_t k_no_deadline = std::numeric_limits<std::int64_t>::min();
   // A key waiting in a shard's queue, oldest first. `epoch` orders it against flush() calls.
   struct queued {
     key_type key;
@@ -366,18 +385,20 @@ class write_back {
       it->second.ticket = d.next_ticket++;
     }
     // Recorded: from here on nothing throws and the write is acknowledged. The cache step runs
-    // under the same lock, so racing writers of one key leave the cache and the buffer agreeing.
+    // under the same lock, so racing writers of one key leave the cache and the buffer agreeing,
+    // and through the core, so a load in flight neither fills over it nor answers later reads.
     it->second.value = std::move(value);
+    it->second.deadline =
+        ttl ? detail::saturating_add(store_.clock().now().count(), ttl->count()) : k_no_deadline;
     writes_.fetch_add(1, std::memory_order_relaxed);
-    guard_.invalidate(key);  // a load in flight must not cache what it read before this write
-    update_cache(std::move(key), std::move(for_cache), ttl);
+    core_.write(key, [&]() noexcept { update_cache(key, std::move(for_cache), ttl); });
     lk.unlock();
     if (wake_flusher) poke();
   }
 
   // Puts or erases the cache entry. A failure here (a throwing copy, bad_alloc) drops the entry
   // instead: the dirty buffer still serves the value.
-  void update_cache(key_type key, std::optional<mapped_type> value,
+  void update_cache(const key_type& key, std::optional<mapped_type> value,
                     const std::chrono::nanoseconds* ttl) noexcept {
     try {
       if (!value) {
@@ -407,11 +428,12 @@ class write_back {
     writes_.fetch_add(1, std::memory_order_relaxed);
     dirty_shard& d = shard_of(key);
     std::lock_guard<std::mutex> g(d.mu);
-    guard_.invalidate(key);
-    try {
-      store_.erase(key);
-    } catch (...) {
-    }
+    core_.write(key, [&]() noexcept {
+      try {
+        store_.erase(key);
+      } catch (...) {
+      }
+    });
   }
 
   // Counts one more dirty key unless that would pass max_dirty; `count` gets the new total.
@@ -455,8 +477,10 @@ class write_back {
 
   // --- the read path ---
 
+  // The ticket is taken before the dirty buffer is looked at: a write that lands after the look
+  // has bumped it, and the fill from the Source below is refused.
   std::optional<mapped_type> fill(const key_type& key) {
-    const std::uint64_t token = guard_.begin(key);
+    const auto ticket = core_.begin(key);
     {
       dirty_shard& d = shard_of(key);
       std::lock_guard<std::mutex> g(d.mu);
@@ -464,18 +488,27 @@ class write_back {
       if (it != d.map.end()) {  // written, not flushed: the buffer is the truth
         dirty_hits_.fetch_add(1, std::memory_order_relaxed);
         std::optional<mapped_type> v = it->second.value;
-        if (v) update_cache(key, v, nullptr);  // under the lock, like a write
+        if (v) recache(key, *v, it->second.deadline);  // under the lock, like a write
         return v;
       }
     }
-    // Not dirty now: the Source holds every acknowledged write of `key`. A write after this point
-    // bumps the guard, and the fill below is dropped.
+    // Not dirty now: the Source holds every acknowledged write of `key`.
     std::optional<mapped_type> v = load_from<key_type, mapped_type>(source_, key);
-    if (v) {
-      store_.put(key, *v);
-      if (guard_.raced(key, token)) store_.erase(key);
-    }
+    if (v) core_.fill(store_, key, *v, ticket);
     return v;
+  }
+
+  // Puts a dirty value back into the cache with what is left of its put()'s TTL (nothing, if that
+  // has run out: the buffer still answers reads).
+  void recache(const key_type& key, const mapped_type& v, std::int64_t deadline) noexcept {
+    if (deadline == k_no_deadline) {
+      update_cache(key, v, nullptr);
+      return;
+    }
+    const std::int64_t left = deadline - store_.clock().now().count();
+    if (left <= 0) return;
+    const std::chrono::nanoseconds ttl(left);
+    update_cache(key, v, &ttl);
   }
 
   // --- flush() ---
@@ -523,7 +556,8 @@ class write_back {
       }
       if (!ok) {
         std::unique_lock<std::mutex> lk(ctl_mu_);
-        wake_.wait_for(lk, backoff_for(failure_run_), [&] { return stopping_; });
+        wake_.wait_until(lk, detail::saturating_after(clock_now(), backoff_for(failure_run_)),
+                         [&] { return stopping_; });
         continue;
       }
       if (!batch.empty()) {
@@ -583,7 +617,9 @@ class write_back {
 
   std::chrono::nanoseconds backoff_for(std::uint64_t attempt) const noexcept {
     auto b = opts_.retry_initial;
-    for (std::uint64_t i = 1; i < attempt && b < opts_.retry_max; ++i) b *= 2;
+    for (std::uint64_t i = 1; i < attempt && b < opts_.retry_max; ++i) {
+      b = std::chrono::nanoseconds(detail::saturating_add(b.count(), b.count()));
+    }
     return std::min(b, opts_.retry_max);
   }
 
@@ -604,7 +640,7 @@ class write_back {
           d.queue.pop_front();
           continue;
         }
-        const time_point due = q.since + opts_.max_delay;
+        const time_point due = detail::saturating_after(q.since, opts_.max_delay);
         if (batch.size() >= opts_.max_batch || !(pressure || q.epoch <= target || due <= now)) {
           if (!next_due || due < *next_due) next_due = due;
           break;
@@ -718,8 +754,8 @@ class write_back {
   Store store_;
   typename Store::hasher hash_{};
   std::array<dirty_shard, k_shards> shards_;
-  single_flight<key_type, mapped_type, typename Store::hasher, typename Store::key_equal> flights_;
-  detail::invalidation_guard<typename Store::hasher> guard_;
+  detail::guarded_loader<key_type, mapped_type, typename Store::hasher, typename Store::key_equal>
+      core_;
 
   std::atomic<std::size_t> dirty_count_{0};
   std::atomic<std::uint64_t> epoch_{1};

@@ -11,7 +11,9 @@
 //     (W1 db, W2 db, W2 cache, W1 cache), leaving the cache holding W1's value while the database
 //     holds W2's, until the entry's TTL ends. Use it only when one writer owns each key.
 // Reads are cache-aside reads with the Source as the loader: single-flight loads, and a fill that
-// races with a write's invalidation is dropped (see cache_aside.hpp).
+// races with a write's invalidation is dropped (see cache_aside.hpp). Consistency: a read that
+// starts after put() or erase() has returned gets that write's value (or a later one), never the
+// one it replaced, in either mode (docs/consistency.md).
 //
 // Thread safety: all members are thread-safe; the Source must be too. No lock is held while the
 // Source runs. Exception safety: if Source::store or Source::erase throws, the cache is unchanged
@@ -34,6 +36,7 @@
 
 #include "cachet/cache_aside.hpp"
 #include "cachet/source.hpp"
+#include "cachet/store.hpp"
 
 namespace cachet {
 
@@ -44,6 +47,8 @@ enum class write_mode : unsigned char {
 
 template <class Store, class Source>
 class write_through {
+  static_assert(check_store<Store>());
+
  public:
   using key_type = typename Store::key_type;
   using mapped_type = typename Store::mapped_type;
@@ -65,8 +70,11 @@ class write_through {
   void put(const key_type& key, const mapped_type& value,
            write_mode mode = write_mode::invalidate) {
     source_.store(key, value);
-    cache_.invalidate(key);  // in both modes: loads in flight drop their (older) fill
-    if (mode == write_mode::update) cache_.set(key, value);
+    if (mode == write_mode::update) {
+      cache_.set(key, value);  // loads in flight drop their (older) fill, as with invalidate()
+    } else {
+      cache_.invalidate(key);
+    }
   }
 
   // Erases from the Source, then from the cache. If the Source throws, the cache is unchanged.
