@@ -230,6 +230,50 @@ TEST_CASE("single_flight: a follower can give up after follower_timeout", "[sing
   REQUIRE(flights.stats().loads == 1);
 }
 
+TEST_CASE("single_flight: after detach(), callers start a new flight; the old one answers its own",
+          "[single_flight]") {
+  cachet::single_flight<int, int> flights;
+  std::atomic<bool> old_started{false}, release_old{false}, new_started{false}, release_new{false};
+  std::optional<int> old_leader, old_follower;
+  std::thread leader([&] {
+    old_leader = flights.load(1, [&] {
+      old_started = true;
+      await([&] { return release_old.load(); });
+      return std::optional<int>(1);  // the row as it was before the write
+    });
+  });
+  REQUIRE(await([&] { return old_started.load(); }));
+  std::thread follower([&] { old_follower = flights.load(1, [] { return std::optional<int>(-1); }); });
+  REQUIRE(await([&] { return flights.stats().coalesced == 1; }));
+
+  flights.detach(1);  // the writer's step: later callers must not join the load above
+  std::optional<int> fresh;
+  std::thread reader([&] {
+    fresh = flights.load(1, [&] {
+      new_started = true;
+      await([&] { return release_new.load(); });
+      return std::optional<int>(2);
+    });
+  });
+  REQUIRE(await([&] { return new_started.load(); }));
+  // The old flight retires while the new one runs: it must not remove the new one from the table.
+  release_old = true;
+  leader.join();
+  follower.join();
+  std::optional<int> joined;
+  std::thread late([&] { joined = flights.load(1, [] { return std::optional<int>(-2); }); });
+  REQUIRE(await([&] { return flights.stats().coalesced == 2; }));  // joined the new flight
+  release_new = true;
+  reader.join();
+  late.join();
+  CHECK(old_leader == 1);
+  CHECK(old_follower == 1);  // joined before the detach: the old answer is allowed
+  CHECK(fresh == 2);
+  CHECK(joined == 2);
+  CHECK(flights.stats().loads == 2);
+  CHECK(flights.in_flight() == 0);
+}
+
 TEST_CASE("single_flight: a negative follower_timeout is rejected", "[single_flight][options]") {
   using sf = cachet::single_flight<int, int>;
   REQUIRE_THROWS_AS(sf({.follower_timeout = std::chrono::milliseconds(-1)}),

@@ -8,6 +8,7 @@
 //   cachet/hash.hpp           seeded xxh3 / integer mixing
 //   cachet/options.hpp        store_options, invalid_option, put_result, removal_cause
 //   cachet/stats.hpp          cache_stats
+//   cachet/store.hpp          the Store concept every pattern is written against
 //   cachet/single_flight.hpp  one load per key in flight (stampede guard)
 //   cachet/cache_aside.hpp    the cache-aside pattern, with single-flight loads
 //   cachet/source.hpp         Loader / Source concepts for the user's database
@@ -44,6 +45,7 @@
 #include "cachet/single_flight.hpp"
 #include "cachet/source.hpp"
 #include "cachet/stats.hpp"
+#include "cachet/store.hpp"
 #include "cachet/write_back.hpp"
 #include "cachet/write_through.hpp"
 #include "cachet/xfetch.hpp"
