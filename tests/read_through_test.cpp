@@ -96,6 +96,22 @@ TEST_CASE("read_through: negative caching remembers absence for negative_ttl", "
   }
 }
 
+TEST_CASE("read_through: absence is remembered for negative_ttl only, not through the stale window",
+          "[read_through]") {
+  fake_db db;
+  cache_t users({.max_entries = 100,
+                 .ttl = seconds(60),
+                 .negative_ttl = seconds(5),
+                 .stale_while_revalidate = seconds(3600),
+                 .stale_if_error = seconds(3600)},
+                db_loader{&db}, db.clock);
+  REQUIRE_FALSE(users.get(7));
+  db.rows[7] = "created";
+  db.clock.advance(seconds(5));
+  REQUIRE(users.get(7) == "created");  // not a stale "absent" kept for the value's grace period
+  REQUIRE(db.queries == 2);
+}
+
 TEST_CASE("read_through: a failing load caches nothing and the next get retries",
           "[read_through]") {
   fake_db db;
