@@ -559,3 +559,23 @@ TEST_CASE("write_back: flush() returns under sustained writes", "[write_back]") 
   CHECK(flushed);
   for (int i = 0; i < 100; ++i) REQUIRE(rows.count(i) == 1);
 }
+
+TEST_CASE("write_back: a batch write that throws leaves its whole batch dirty and retries it",
+          "[write_back]") {
+  auto t = std::make_shared<table>();
+  auto o = lazy();
+  o.retry_initial = 1ms;
+  o.retry_max = 1ms;
+  t->fail_from = 0;  // the first write call, store_all() of the first batch, throws once
+  t->fail_until = 1;
+  wb_t<batch_source> wb(batch_source{{t}}, o, small_cache(100), cachet::manual_clock{});
+  for (int i = 0; i < 5; ++i) wb.put(i, 10 * i);
+  wb.flush();
+  CHECK(t->snapshot() == std::map<int, int>{{0, 0}, {1, 10}, {2, 20}, {3, 30}, {4, 40}});
+  CHECK(t->read([](table& x) { return x.batch_calls; }) == 1);  // the retry, whole
+  const auto st = wb.stats();
+  CHECK(st.flush_failures == 1);
+  CHECK(st.flushed == 5);  // counted once, when the Source took them
+  CHECK(st.batches == 1);
+  CHECK(wb.dirty() == 0);
+}
