@@ -579,3 +579,54 @@ TEST_CASE("write_back: a batch write that throws leaves its whole batch dirty an
   CHECK(st.batches == 1);
   CHECK(wb.dirty() == 0);
 }
+
+TEST_CASE("write_back: a write-through fallback write is not undone or hidden by a load in flight",
+          "[write_back][consistency]") {
+  auto t = std::make_shared<table>();
+  t->rows = {{5, 10}};
+  // A Source whose first load of key 5 reads the row, then holds until released.
+  struct gated_source : batch_source {
+    std::shared_ptr<std::atomic<int>> stage;  // 1: the held load has read; 2: released
+    std::optional<int> load(const int& k) {
+      std::optional<int> v = keyed_source::load(k);
+      int expected = 0;
+      if (k == 5 && stage->compare_exchange_strong(expected, 1)) {
+        cachet_test::await([&] { return stage->load() == 2; });
+      }
+      return v;
+    }
+  };
+  auto stage = std::make_shared<std::atomic<int>>(0);
+  auto o = lazy();
+  o.max_batch = 1;
+  o.max_dirty = 1;
+  o.when_full = cachet::backlog_policy::write_through;
+  t->set_hold(true);  // the flusher's batch stays in flight, so the backlog stays full
+  wb_t<gated_source> wb(gated_source{{{t}}, stage}, o, small_cache(100), cachet::manual_clock{});
+  wb.put(1, 1);
+  REQUIRE(cachet_test::await([&] { return t->read([](table& x) { return x.held; }) == 1; }));
+
+  std::optional<int> overlapping;
+  std::thread early([&] { overlapping = wb.get(5); });  // reads 10, held before its fill
+  REQUIRE(cachet_test::await([&] { return stage->load() == 1; }));
+  wb.put(5, 20);  // no room: written through to the Source, then the cache step
+  REQUIRE(wb.stats().write_through_fallbacks == 1);
+
+  // A read that starts now must not join the held load (which read 10)...
+  std::optional<int> after;
+  std::atomic<bool> after_done{false};
+  std::thread late([&] {
+    after = wb.get(5);
+    after_done = true;
+  });
+  const bool late_finished_alone = cachet_test::await([&] { return after_done.load(); });
+  *stage = 2;
+  early.join();
+  late.join();
+  CHECK(late_finished_alone);
+  CHECK(after == 20);
+  // ...and the held load's fill, released now, must not put 10 back.
+  CHECK(wb.get(5) == 20);
+  CHECK(overlapping == 10);  // it started before the write: the old value is allowed
+  t->set_hold(false);
+}
