@@ -243,7 +243,8 @@ TEST_CASE("single_flight: after detach(), callers start a new flight; the old on
     });
   });
   REQUIRE(await([&] { return old_started.load(); }));
-  std::thread follower([&] { old_follower = flights.load(1, [] { return std::optional<int>(-1); }); });
+  std::thread follower(
+      [&] { old_follower = flights.load(1, [] { return std::optional<int>(-1); }); });
   REQUIRE(await([&] { return flights.stats().coalesced == 1; }));
 
   flights.detach(1);  // the writer's step: later callers must not join the load above

@@ -1,6 +1,6 @@
 // The Store concept (cachet/store.hpp) and sharded_store's guarded fill, put_if().
-#include <cachet/store.hpp>
 #include <cachet/sharded_store.hpp>
+#include <cachet/store.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <string>

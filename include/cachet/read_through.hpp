@@ -376,8 +376,8 @@ class read_through {
   }
 
   // Caches `v` (a value, or "absent") for `key`, loaded in `delta` ns and finished at `t1`, unless
-  // a write came after `ticket`. A value is kept past its TTL for as long as it may be served stale.
-  // An absence that is not to be cached (negative_ttl = 0) removes what is cached instead: a
+  // a write came after `ticket`. A value is kept past its TTL for as long as it may be served
+  // stale. An absence that is not to be cached (negative_ttl = 0) removes what is cached instead: a
   // refresh that finds the row gone must not leave the deleted row to be served stale.
   void cache(const key_type& key, const std::optional<mapped_type>& v, std::int64_t delta,
              std::int64_t t1, typename guarded_loader_type::ticket ticket) {

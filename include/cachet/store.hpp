@@ -52,20 +52,24 @@ struct store_condition_archetype {
 };
 }  // namespace detail
 
+// The types a Store names.
 template <class S>
-concept store = requires {
+concept store_types = requires {
   typename S::key_type;
   typename S::mapped_type;
   typename S::clock_type;
   typename S::hasher;
   typename S::key_equal;
   typename S::template rebind_value<int>;
-} && clock<typename S::clock_type> &&
-    requires(S& s, const S& cs, const typename S::key_type& key, typename S::key_type k,
-             typename S::mapped_type v, std::chrono::nanoseconds ttl,
-             detail::store_condition_archetype cond) {
-  { s.get(key) } -> std::same_as<std::optional<typename S::mapped_type>>;
-  { s.peek(key) } -> std::same_as<std::optional<typename S::mapped_type>>;
+};
+
+// The members a Store has, given its types.
+template <class S, class K = typename S::key_type, class V = typename S::mapped_type>
+concept store_members = requires(S& s, const S& cs, const K& key, K k, V v,
+                                 std::chrono::nanoseconds ttl,
+                                 detail::store_condition_archetype cond) {
+  { s.get(key) } -> std::same_as<std::optional<V>>;
+  { s.peek(key) } -> std::same_as<std::optional<V>>;
   { s.contains(key) } -> std::convertible_to<bool>;
   { s.put(std::move(k), std::move(v)) } -> std::same_as<put_result>;
   { s.put(std::move(k), std::move(v), ttl) } -> std::same_as<put_result>;
@@ -74,6 +78,9 @@ concept store = requires {
   { s.erase(key) } -> std::convertible_to<bool>;
   { cs.clock() } -> std::convertible_to<typename S::clock_type>;
 };
+
+template <class S>
+concept store = store_types<S> && clock<typename S::clock_type> && store_members<S>;
 
 // A static_assert per missing piece, for a clear error where a pattern is instantiated.
 template <class S>

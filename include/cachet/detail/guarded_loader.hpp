@@ -128,13 +128,14 @@ class guarded_loader {
   // get_or_load() after the caller has already missed the store.
   template <class Store, class Load>
   std::optional<V> load_missing(Store& store, const K& key, Load&& load) {
-    return flights_.load(key, [&] { return cached(store, key); },
-                         [&]() -> std::optional<V> {
-                           const ticket t = begin(key);
-                           std::optional<V> v = std::forward<Load>(load)();
-                           if (v) fill(store, key, *v, t);
-                           return v;
-                         });
+    return flights_.load(
+        key, [&] { return cached(store, key); },
+        [&]() -> std::optional<V> {
+          const ticket t = begin(key);
+          std::optional<V> v = std::forward<Load>(load)();
+          if (v) fill(store, key, *v, t);
+          return v;
+        });
   }
 
   single_flight_stats stats() const noexcept { return flights_.stats(); }

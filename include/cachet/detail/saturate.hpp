@@ -34,8 +34,8 @@ template <class Rep, class Period>
 constexpr std::chrono::nanoseconds to_nanoseconds(std::chrono::duration<Rep, Period> d) noexcept {
   using ns = std::chrono::nanoseconds;
   if constexpr (std::is_floating_point_v<Rep>) {
-    const long double n = static_cast<long double>(d.count()) * Period::num * 1'000'000'000.0L /
-                          Period::den;
+    const long double n =
+        static_cast<long double>(d.count()) * Period::num * 1'000'000'000.0L / Period::den;
     if (!(n == n)) return ns::zero();
     if (n >= static_cast<long double>(ns::max().count())) return ns::max();
     if (n <= static_cast<long double>(ns::min().count())) return ns::min();
