@@ -19,7 +19,8 @@
 //     gets that write (or a later one): it never joins a load that began before the write, and a
 //     load that read the Source before the write cannot fill the cache over it
 //     (detail/guarded_loader.hpp). So `put(k, get(k).value_or(0) + 1)` from one thread at a time
-//     loses no increment. A value re-cached from the dirty buffer keeps the deadline its put() gave.
+//     loses no increment. A value re-cached from the dirty buffer keeps the deadline its put()
+//     gave.
 //   - A failing Source is retried with exponential backoff (retry_initial doubling up to
 //     retry_max) for as long as it fails; its entries stay dirty and later writes keep coalescing
 //     into them. Each failure is counted (flush_failures, retries) and passed to on_error.
@@ -70,19 +71,14 @@
 //   views.flush();                                              // now in the database
 #pragma once
 
-#include <absl/container/flat_hash_map.h>
-
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <exception>
 #include <functional>
-#include <limits>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -92,6 +88,7 @@
 #include <utility>
 #include <vector>
 
+#include "cachet/detail/dirty_buffer.hpp"
 #include "cachet/detail/guarded_loader.hpp"
 #include "cachet/detail/saturate.hpp"
 #include "cachet/options.hpp"
@@ -178,7 +175,8 @@ class write_back {
   write_back(Source source, write_back_options opts, StoreArgs&&... store_args)
       : opts_(validated(std::move(opts))),
         source_(std::move(source)),
-        store_(std::forward<StoreArgs>(store_args)...) {
+        store_(std::forward<StoreArgs>(store_args)...),
+        dirty_(opts_.max_dirty, opts_.max_delay) {
     flusher_ = std::thread([this] { run(); });
   }
 
@@ -201,7 +199,7 @@ class write_back {
     room_.notify_all();
     flusher_.join();
     if (!done) {
-      const std::size_t left = dirty_count_.load();
+      const std::size_t left = dirty_.size();
       abandoned_.fetch_add(left, std::memory_order_relaxed);
       report(flush_error{std::make_exception_ptr(abandoned_writes_error(left)), left, 0, {}});
     }
@@ -247,19 +245,20 @@ class write_back {
   // waits like flush()): returns whether everything was written.
   template <class Rep, class Period>
   bool flush_for(std::chrono::duration<Rep, Period> timeout) {
-    const time_point deadline = detail::saturating_after(clock_now(), detail::to_nanoseconds(timeout));
+    const time_point deadline =
+        detail::saturating_after(clock_now(), detail::to_nanoseconds(timeout));
     if (deadline == time_point::max()) return flush_until(std::nullopt);
     return flush_until(deadline);
   }
 
   // Keys with writes the Source has not accepted yet.
-  std::size_t dirty() const noexcept { return dirty_count_.load(std::memory_order_relaxed); }
+  std::size_t dirty() const noexcept { return dirty_.size(); }
 
   write_back_stats stats() const noexcept {
     write_back_stats s;
     s.writes = writes_.load(std::memory_order_relaxed);
     s.coalesced = coalesced_.load(std::memory_order_relaxed);
-    s.dirty = dirty_count_.load(std::memory_order_relaxed);
+    s.dirty = dirty_.size();
     s.flushed = flushed_.load(std::memory_order_relaxed);
     s.batches = batches_.load(std::memory_order_relaxed);
     s.flush_failures = flush_failures_.load(std::memory_order_relaxed);
@@ -282,41 +281,14 @@ class write_back {
  private:
   using time_point = std::chrono::steady_clock::time_point;
 
-  // A key's unflushed write. `value` is nullopt for an erase. `ticket` names the key's live queue
-  // item; 0 means the flusher has taken the write and no newer one is queued. Queue items whose
-  // ticket does not match are stale and skipped.
-  struct dirty_entry {
-    std::optional<mapped_type> value;
-    std::uint64_t ticket = 0;
-    // When the value's cache entry expires, on the store's clock; k_no_deadline for the store's
-    // default TTL. A re-cache from the buffer keeps it.
-    std::int64_t deadline = k_no_deadline;
-  };
-  static constexpr std::int64_t k_no_deadline = std::numeric_limits<std::int64_t>::min();
-  // A key waiting in a shard's queue, oldest first. `epoch` orders it against flush() calls.
-  struct queued {
-    key_type key;
-    std::uint64_t ticket;
-    std::uint64_t epoch;
-    time_point since;
-  };
-  struct alignas(64) dirty_shard {
-    std::mutex mu;
-    absl::flat_hash_map<key_type, dirty_entry, typename Store::hasher, typename Store::key_equal>
-        map;
-    std::deque<queued> queue;
-    std::uint64_t next_ticket = 1;
-  };
-  // One entry of a batch, copied out of the dirty buffer.
-  struct item {
-    key_type key;
-    std::optional<mapped_type> value;
-    std::size_t shard;
-    std::uint64_t epoch;
-    time_point since;
-  };
-
-  static constexpr std::size_t k_shards = 64;  // = 2^6, see shard_of()
+  // The unflushed writes, their queues and the rules of a batch (detail/dirty_buffer.hpp). A
+  // buffered write's deadline is when its cache entry expires, on the store's clock
+  // (k_no_deadline: the store's default TTL); a re-cache from the buffer keeps it.
+  using buffer_type = detail::dirty_buffer<key_type, mapped_type, typename Store::hasher,
+                                           typename Store::key_equal>;
+  using item = typename buffer_type::item;
+  using record_status = typename buffer_type::record_status;
+  static constexpr std::int64_t k_no_deadline = buffer_type::k_no_deadline;
 
   static write_back_options validated(write_back_options o) {
     if (o.max_batch == 0) throw invalid_option("max_batch", "is 0: must be >= 1");
@@ -340,60 +312,46 @@ class write_back {
     return o;
   }
 
-  // The top bits pick the shard: the tables inside use the low ones.
-  dirty_shard& shard_of(const key_type& key, std::size_t* index = nullptr) {
-    const std::size_t i = static_cast<std::size_t>(static_cast<std::uint64_t>(hash_(key)) >> 58);
-    if (index) *index = i;
-    return shards_[i];
-  }
-
   // --- the write path ---
 
   void write(key_type key, std::optional<mapped_type> value, const std::chrono::nanoseconds* ttl) {
     std::optional<mapped_type> for_cache = value;  // the one copy that may throw, taken first
-    dirty_shard& d = shard_of(key);
-    std::unique_lock<std::mutex> lk(d.mu);
-    auto it = d.map.find(key);
-    std::size_t count = 0;
-    while (it == d.map.end() && !reserve_slot(count)) {  // a new dirty key, and no room
-      lk.unlock();
+    // Runs under the shard lock once the write is recorded: from there on the write is
+    // acknowledged and nothing throws. Under the same lock, racing writers of one key leave the
+    // cache and the buffer agreeing; through the core, a load in flight neither fills over the
+    // write nor answers later reads.
+    const auto cache_step = [&] {
+      writes_.fetch_add(1, std::memory_order_relaxed);
+      core_.write(key, [&]() noexcept { update_cache(key, std::move(for_cache), ttl); });
+    };
+    for (;;) {
+      const std::int64_t deadline =
+          ttl ? detail::saturating_add(store_.clock().now().count(), ttl->count()) : k_no_deadline;
+      typename buffer_type::record_result r{};
+      try {
+        r = dirty_.record(key, std::move(value), deadline, clock_now, cache_step);
+      } catch (...) {  // a slot the buffer took and gave back may be what a blocked writer needs
+        room_freed(1);
+        throw;
+      }
+      switch (r.status) {
+        case record_status::added:
+          if (r.size == 1 || r.size == opts_.max_batch) poke();
+          return;
+        case record_status::coalesced:
+          coalesced_.fetch_add(1, std::memory_order_relaxed);
+          return;
+        case record_status::queued_behind:
+          return;
+        case record_status::full:  // a new dirty key, and no room: `value` is untouched
+          break;
+      }
       if (opts_.when_full == backlog_policy::write_through) {
         write_direct(key, value);
         return;
       }
       wait_for_room();
-      lk.lock();
-      it = d.map.find(key);
     }
-    bool wake_flusher = false;
-    if (it == d.map.end()) {  // a new dirty key, with its slot reserved
-      try {
-        it = d.map.try_emplace(key).first;
-        d.queue.push_back(queued{key, d.next_ticket, epoch_.load(), clock_now()});
-      } catch (...) {
-        if (it != d.map.end()) d.map.erase(it);
-        lk.unlock();
-        release_slots(1);
-        throw;
-      }
-      it->second.ticket = d.next_ticket++;
-      wake_flusher = count == 1 || count == opts_.max_batch;
-    } else if (it->second.ticket != 0) {
-      coalesced_.fetch_add(1, std::memory_order_relaxed);  // replaces a value not yet taken
-    } else {  // the flusher is writing an older value: queue this one after it
-      d.queue.push_back(queued{key, d.next_ticket, epoch_.load(), clock_now()});
-      it->second.ticket = d.next_ticket++;
-    }
-    // Recorded: from here on nothing throws and the write is acknowledged. The cache step runs
-    // under the same lock, so racing writers of one key leave the cache and the buffer agreeing,
-    // and through the core, so a load in flight neither fills over it nor answers later reads.
-    it->second.value = std::move(value);
-    it->second.deadline =
-        ttl ? detail::saturating_add(store_.clock().now().count(), ttl->count()) : k_no_deadline;
-    writes_.fetch_add(1, std::memory_order_relaxed);
-    core_.write(key, [&]() noexcept { update_cache(key, std::move(for_cache), ttl); });
-    lk.unlock();
-    if (wake_flusher) poke();
   }
 
   // Puts or erases the cache entry. A failure here (a throwing copy, bad_alloc) drops the entry
@@ -426,29 +384,19 @@ class write_back {
     }
     fallbacks_.fetch_add(1, std::memory_order_relaxed);
     writes_.fetch_add(1, std::memory_order_relaxed);
-    dirty_shard& d = shard_of(key);
-    std::lock_guard<std::mutex> g(d.mu);
-    core_.write(key, [&]() noexcept {
-      try {
-        store_.erase(key);
-      } catch (...) {
-      }
+    dirty_.with_lock(key, [&] {  // ordered with recorded writes of `key`, like their cache steps
+      core_.write(key, [&]() noexcept {
+        try {
+          store_.erase(key);
+        } catch (...) {
+        }
+      });
     });
   }
 
-  // Counts one more dirty key unless that would pass max_dirty; `count` gets the new total.
-  bool reserve_slot(std::size_t& count) noexcept {
-    std::size_t n = dirty_count_.load();
-    do {
-      if (n >= opts_.max_dirty) return false;
-    } while (!dirty_count_.compare_exchange_weak(n, n + 1));
-    count = n + 1;
-    return true;
-  }
-
-  void release_slots(std::size_t n) {
+  // After the buffer freed `n` slots: wakes the writers waiting for room, if any.
+  void room_freed(std::size_t n) {
     if (n == 0) return;
-    dirty_count_.fetch_sub(n);
     bool waiters;
     {
       std::lock_guard<std::mutex> g(ctl_mu_);  // orders the decrement before a waiter's check
@@ -463,7 +411,7 @@ class write_back {
     ++room_waiters_;
     ++wake_seq_;
     wake_.notify_one();  // the flusher flushes at once while writers wait
-    room_.wait(lk, [&] { return dirty_count_.load() < opts_.max_dirty || stopping_; });
+    room_.wait(lk, [&] { return dirty_.size() < opts_.max_dirty || stopping_; });
     --room_waiters_;
   }
 
@@ -481,17 +429,15 @@ class write_back {
   // has bumped it, and the fill from the Source below is refused.
   std::optional<mapped_type> fill(const key_type& key) {
     const auto ticket = core_.begin(key);
-    {
-      dirty_shard& d = shard_of(key);
-      std::lock_guard<std::mutex> g(d.mu);
-      auto it = d.map.find(key);
-      if (it != d.map.end()) {  // written, not flushed: the buffer is the truth
-        dirty_hits_.fetch_add(1, std::memory_order_relaxed);
-        std::optional<mapped_type> v = it->second.value;
-        if (v) recache(key, *v, it->second.deadline);  // under the lock, like a write
-        return v;
-      }
-    }
+    std::optional<mapped_type> dirty_value;
+    const bool dirty =
+        dirty_.lookup(key, [&](const std::optional<mapped_type>& v, std::int64_t deadline) {
+          // Written, not flushed: the buffer is the truth.
+          dirty_hits_.fetch_add(1, std::memory_order_relaxed);
+          dirty_value = v;
+          if (dirty_value) recache(key, *dirty_value, deadline);  // under the lock, like a write
+        });
+    if (dirty) return dirty_value;
     // Not dirty now: the Source holds every acknowledged write of `key`.
     std::optional<mapped_type> v = load_from<key_type, mapped_type>(source_, key);
     if (v) core_.fill(store_, key, *v, ticket);
@@ -516,7 +462,7 @@ class write_back {
   bool flush_until(std::optional<time_point> deadline) {
     std::unique_lock<std::mutex> lk(ctl_mu_);
     // Every write acknowledged before this call read an epoch <= target.
-    const std::uint64_t target = epoch_.fetch_add(1);
+    const std::uint64_t target = dirty_.next_epoch();
     flush_target_ = std::max(flush_target_, target);
     ++wake_seq_;
     wake_.notify_one();
@@ -544,11 +490,11 @@ class write_back {
         target = flush_target_;
         seen = wake_seq_;
       }
-      const bool pressure = dirty_count_.load() >= opts_.max_batch || room_waiting();
+      const bool pressure = dirty_.size() >= opts_.max_batch || room_waiting();
       std::optional<time_point> next_due;
       bool ok = true;
       try {
-        collect(batch, target, pressure, clock_now(), next_due);
+        dirty_.collect(batch, opts_.max_batch, target, pressure, clock_now(), next_due);
         if (!batch.empty()) ok = write_batch(batch);
       } catch (...) {  // copying a key or value out of the buffer threw: retry like a failure
         failed(batch, 0, std::current_exception());
@@ -564,7 +510,7 @@ class write_back {
         batch.clear();
         // Under sustained writes a batch is always ready, so check whether the flush() waiting is
         // satisfied already rather than waiting for an empty round.
-        if (target > flush_done_snapshot() && covered(target)) finish_flush(target);
+        if (target > flush_done_snapshot() && dirty_.covered(target)) finish_flush(target);
         continue;
       }
       // Nothing eligible is left: every write up to `target` is in the Source.
@@ -594,22 +540,6 @@ class write_back {
     }
   }
 
-  // True if no write with an epoch <= target is queued (nothing is in flight between batches).
-  // Queues are sorted by epoch, so each shard's first live item decides.
-  bool covered(std::uint64_t target) {
-    for (dirty_shard& d : shards_) {
-      std::lock_guard<std::mutex> g(d.mu);
-      while (!d.queue.empty()) {
-        const queued& q = d.queue.front();
-        auto it = d.map.find(q.key);
-        if (it != d.map.end() && it->second.ticket == q.ticket) break;
-        d.queue.pop_front();  // stale
-      }
-      if (!d.queue.empty() && d.queue.front().epoch <= target) return false;
-    }
-    return true;
-  }
-
   bool room_waiting() {
     std::lock_guard<std::mutex> g(ctl_mu_);
     return room_waiters_ > 0;
@@ -621,36 +551,6 @@ class write_back {
       b = std::chrono::nanoseconds(detail::saturating_add(b.count(), b.count()));
     }
     return std::min(b, opts_.retry_max);
-  }
-
-  // Takes up to max_batch queued writes that are due (or covered by a flush, or pushed out by a
-  // full backlog), oldest first per shard, and marks them in flight. Sets `next_due` to when the
-  // oldest write left behind becomes due.
-  void collect(std::vector<item>& batch, std::uint64_t target, bool pressure, time_point now,
-               std::optional<time_point>& next_due) {
-    batch.clear();
-    for (std::size_t k = 0; k < k_shards && batch.size() < opts_.max_batch; ++k) {
-      const std::size_t si = (next_shard_ + k) % k_shards;
-      dirty_shard& d = shards_[si];
-      std::lock_guard<std::mutex> g(d.mu);
-      while (!d.queue.empty()) {
-        queued& q = d.queue.front();
-        auto it = d.map.find(q.key);
-        if (it == d.map.end() || it->second.ticket != q.ticket) {  // stale
-          d.queue.pop_front();
-          continue;
-        }
-        const time_point due = detail::saturating_after(q.since, opts_.max_delay);
-        if (batch.size() >= opts_.max_batch || !(pressure || q.epoch <= target || due <= now)) {
-          if (!next_due || due < *next_due) next_due = due;
-          break;
-        }
-        batch.push_back(item{q.key, it->second.value, si, q.epoch, q.since});  // may throw
-        it->second.ticket = 0;
-        d.queue.pop_front();
-      }
-    }
-    next_shard_ = (next_shard_ + 1) % k_shards;
   }
 
   // Writes a batch. Returns false if the Source threw; the entries not written are dirty again.
@@ -687,12 +587,11 @@ class write_back {
       failed(batch, written, std::current_exception());
       return false;
     }
-    std::size_t freed = 0;
-    for (item& i : batch) freed += complete(i) ? 1 : 0;
+    const std::size_t freed = dirty_.complete(std::span<const item>(batch));
     flushed_.fetch_add(batch.size(), std::memory_order_relaxed);
     batches_.fetch_add(1, std::memory_order_relaxed);
     failure_run_ = 0;
-    release_slots(freed);
+    room_freed(freed);
     return true;
   }
 
@@ -700,40 +599,18 @@ class write_back {
   // their queues in their original order and with their original epochs, so a flush() waiting for
   // them still waits. Counts and reports the failure.
   void failed(std::vector<item>& batch, std::size_t written, std::exception_ptr error) {
-    std::size_t freed = 0;
-    for (std::size_t i = 0; i < written; ++i) freed += complete(batch[i]) ? 1 : 0;
+    const std::size_t freed = dirty_.complete(std::span<const item>(batch.data(), written));
     flushed_.fetch_add(written, std::memory_order_relaxed);
-    for (std::size_t i = batch.size(); i-- > written;) requeue(batch[i]);
-    release_slots(freed);
+    for (std::size_t i = batch.size(); i-- > written;) {
+      // A write of the key queued while the batch was out supersedes the failed one: coalesced.
+      if (dirty_.requeue(batch[i])) coalesced_.fetch_add(1, std::memory_order_relaxed);
+    }
+    room_freed(freed);
     flush_failures_.fetch_add(1, std::memory_order_relaxed);
     ++failure_run_;
     report(flush_error{std::move(error), batch.size() - written, failure_run_,
                        backoff_for(failure_run_)});
     batch.clear();
-  }
-
-  // The Source has `i`: drops the dirty entry unless a newer write is queued behind it. Returns
-  // whether the entry was dropped.
-  bool complete(const item& i) {
-    dirty_shard& d = shards_[i.shard];
-    std::lock_guard<std::mutex> g(d.mu);
-    auto it = d.map.find(i.key);
-    if (it->second.ticket != 0) return false;
-    d.map.erase(it);
-    return true;
-  }
-
-  void requeue(item& i) {
-    dirty_shard& d = shards_[i.shard];
-    std::lock_guard<std::mutex> g(d.mu);
-    auto it = d.map.find(i.key);
-    // A newer write may have queued the key at the back; this item takes its place at the front
-    // with the older epoch (the newer value is what gets written), and the back one goes stale.
-    // The failed write is then superseded without reaching the Source: it coalesced.
-    if (it->second.ticket != 0) coalesced_.fetch_add(1, std::memory_order_relaxed);
-    const std::uint64_t ticket = d.next_ticket++;
-    d.queue.push_front(queued{std::move(i.key), ticket, i.epoch, i.since});
-    it->second.ticket = ticket;
   }
 
   void report(const flush_error& e) noexcept {
@@ -752,13 +629,9 @@ class write_back {
   write_back_options opts_;
   Source source_;
   Store store_;
-  typename Store::hasher hash_{};
-  std::array<dirty_shard, k_shards> shards_;
+  buffer_type dirty_;
   detail::guarded_loader<key_type, mapped_type, typename Store::hasher, typename Store::key_equal>
       core_;
-
-  std::atomic<std::size_t> dirty_count_{0};
-  std::atomic<std::uint64_t> epoch_{1};
 
   // Flusher control, under ctl_mu_.
   std::mutex ctl_mu_;
@@ -772,7 +645,6 @@ class write_back {
   bool stopping_ = false;
 
   // Flusher-thread state.
-  std::size_t next_shard_ = 0;
   std::uint64_t failure_run_ = 0;  // batches failed in a row
 
   std::atomic<std::uint64_t> writes_{0}, coalesced_{0}, flushed_{0}, batches_{0},
