@@ -254,6 +254,7 @@ class read_through {
     std::int64_t delta_ns;
   };
   using inner_store = typename Store::template rebind_value<entry>;
+  static_assert(check_store<inner_store>());
   using guarded_loader_type = detail::guarded_loader<key_type, mapped_type, typename Store::hasher,
                                                      typename Store::key_equal>;
 
