@@ -63,6 +63,23 @@ void check_spread_of_sequential(H h, T first) {
   CHECK(chi_low < k_chi1023_high);
 }
 
+// An identity hash, as std::hash<int> is on libstdc++, that does not claim to avalanche.
+struct identity {
+  std::size_t operator()(int k) const noexcept {
+    return static_cast<std::size_t>(static_cast<unsigned>(k));
+  }
+};
+
+// A fixed hash that names its seed: the store must seed its policies from it.
+struct caller_seeded {
+  using is_avalanching = void;
+  std::uint64_t salt;
+  std::uint64_t operator()(int k) const noexcept {
+    return cachet::detail::mix64(static_cast<std::uint64_t>(k) + salt);
+  }
+  std::uint64_t seed() const noexcept { return salt; }
+};
+
 // An identity hash that claims to avalanche: the store must trust it and not mix.
 struct identity_avalanching {
   using is_avalanching = void;
@@ -186,4 +203,40 @@ TEST_CASE("hash: a user hash declaring is_avalanching is used unmixed", "[hash]"
   for (int k = 0; k < 1024; ++k) s.put(k, k);
   CHECK(s.size() == 64);
   CHECK(s.stats().rejections == 1024 - 64);
+}
+
+TEST_CASE("hash: keys chosen against a user hash cannot be aimed at one shard", "[hash]") {
+  // The attack: the user hash is the identity and the store's mixer is public, so an attacker
+  // picks keys offline whose mixed top 6 bits are 0, all of shard 0's 256 entries of 16,384. With
+  // an unkeyed mix64 these 2,000 keys evict 1,744 times while 63 shards stay empty; keyed by the
+  // process seed they spread like any keys (~31 per shard, never near 256).
+  std::vector<int> keys;
+  for (int k = 0; keys.size() < 2000; ++k) {
+    if ((cachet::detail::mix64(static_cast<std::uint64_t>(k)) >> 58) == 0) keys.push_back(k);
+  }
+  cachet::sharded_store<int, int, cachet::lru, cachet::steady_clock, identity> s(
+      {.max_entries = 16384, .shards = 64});
+  for (int k : keys) s.put(k, k);
+  INFO("evictions: " << s.stats().evictions);
+  CHECK(s.stats().evictions == 0);
+  CHECK(s.size() == keys.size());
+}
+
+TEST_CASE("hash: a hash that names its seed seeds the store's policies", "[hash]") {
+  // random draws its victims from the policy seed: the same hash seed gives the same victims, and
+  // another gives others (with the process seed in both, the two sequences would be equal).
+  auto victims = [](std::uint64_t seed) {
+    std::vector<int> out;
+    cachet::sharded_store<int, int, cachet::random, cachet::steady_clock, caller_seeded> s(
+        {.max_entries = 16,
+         .shards = 1,
+         .on_removal = [&out](const int& k, const int&,
+                              cachet::removal_cause) { out.push_back(k); }},
+        {}, caller_seeded{seed});
+    for (int k = 0; k < 200; ++k) s.put(k, k);
+    return out;
+  };
+  REQUIRE(victims(1).size() == 184);
+  CHECK(victims(1) == victims(1));
+  CHECK(victims(1) != victims(2));
 }

@@ -1,12 +1,17 @@
 // The conformance suite, part 2 (part 1 is sharded_store_test.cpp; the suite is split in two so
 // that the two halves, the heaviest translation units of the tests, compile in parallel): bulk
-// operations, listeners, heterogeneous lookup, owning value types and sharding.
+// operations, listeners, heterogeneous lookup, owning value types, sharding, and TTLs of any
+// duration.
 #include <algorithm>
 #include <cachet/sharded_store.hpp>
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <cmath>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -181,4 +186,56 @@ TEST_CASE("store: sharding splits capacity exactly", "[store][capacity]") {
   for (int k = 0; k < 10000; ++k) stored += cachet::stored(s.put(k, k));
   REQUIRE(stored == 10);  // shards of 3, 3, 2, 2
   REQUIRE(s.size() == 10);
+}
+
+TEST_CASE("store: a ttl of any duration saturates instead of overflowing", "[store][ttl]") {
+  using namespace std::chrono;
+  cachet::manual_clock clock;
+  int_store<cachet::lru> s({.max_entries = 100, .shards = 1}, clock);
+  const auto keep = []() noexcept { return true; };
+  // Each of these is past nanoseconds::max(): converted as std::chrono does, they would wrap.
+  REQUIRE(s.put(1, 1, hours::max()) == put_result::inserted);
+  REQUIRE(s.put(2, 2, years(1000)) == put_result::inserted);
+  REQUIRE(s.put(3, 3, duration<double>(std::numeric_limits<double>::infinity())) ==
+          put_result::inserted);
+  REQUIRE(s.put_if(4, 4, hours::max(), keep) == put_result::inserted);
+  REQUIRE(s.put(5, 5, seconds(1)) == put_result::inserted);
+  REQUIRE(s.put(6, 6, duration<double, std::nano>(0.25)) == put_result::inserted);  // 1 ns
+  clock.advance(years(100));
+  for (int k = 1; k <= 4; ++k) CHECK(s.get(k) == k);
+  CHECK_FALSE(s.get(5));
+  CHECK_FALSE(s.get(6));
+  clock.advance(nanoseconds::max());  // saturates: the end of time, not a time in the past
+  for (int k = 1; k <= 4; ++k) CHECK(s.get(k) == k);
+  // A ttl that is not positive is refused, whatever its type.
+  CHECK_THROWS_AS(s.put(7, 7, hours(0)), std::invalid_argument);
+  CHECK_THROWS_AS(s.put(7, 7, minutes(-1)), std::invalid_argument);
+  CHECK_THROWS_AS(s.put(7, 7, duration<double>(std::nan(""))), std::invalid_argument);
+  CHECK_THROWS_AS(s.put_if(7, 7, hours::min(), keep), std::invalid_argument);
+  CHECK_FALSE(s.contains(7));
+}
+
+TEST_CASE("store: manual_clock saturates at the end of time and never wraps", "[store][ttl]") {
+  using namespace std::chrono;
+  cachet::manual_clock clock;
+  int_store<cachet::lru> s({.max_entries = 100, .shards = 1}, clock);
+  s.put(1, 1, seconds(1));
+  s.put(2, 2, cachet::no_expiry);
+  clock.advance(nanoseconds::max());
+  CHECK(clock.now() == nanoseconds::max());
+  clock.advance(nanoseconds::max());
+  CHECK(clock.now() == nanoseconds::max());
+  clock.advance(hours::max());  // any duration
+  CHECK(clock.now() == nanoseconds::max());
+  clock.advance(seconds(-1));  // never goes back
+  CHECK(clock.now() == nanoseconds::max());
+  CHECK_FALSE(s.get(1));  // its deadline passed
+  CHECK(s.get(2) == 2);   // no deadline to pass
+  CHECK(s.stats().expirations == 1);
+
+  cachet::manual_clock other(seconds(5));
+  other.set(hours::max());
+  CHECK(other.now() == nanoseconds::max());
+  other.set(seconds(1));  // earlier: ignored
+  CHECK(other.now() == nanoseconds::max());
 }

@@ -102,7 +102,10 @@ inline bool is_policy(std::string_view name) {
 inline constexpr std::uint64_t k_default_seed = 1;
 
 // The store's key hash in the simulator: splitmix64's finaliser over key + a mixed seed, so every
-// seed gives an independent, well-spread hash and a fixed seed a reproducible run.
+// seed gives an independent, well-spread hash and a fixed seed a reproducible run. seed() fixes
+// the seed of the store's policies (random's draws, w_tinylfu's admission jitter), which would
+// otherwise be drawn per process (cachet/hash.hpp); it stays the constant the store used before it
+// drew one, so --seed moves the hash alone and earlier figures replay exactly.
 struct seeded_hash {
   using is_avalanching = void;  // the store need not mix it again
   std::uint64_t salt = cachet::detail::mix64(k_default_seed);
@@ -111,6 +114,7 @@ struct seeded_hash {
   std::uint64_t operator()(std::uint64_t key) const noexcept {
     return cachet::detail::mix64(key + salt);
   }
+  std::uint64_t seed() const noexcept { return 0x5EED0000ULL; }
 };
 
 struct run_result {

@@ -23,6 +23,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "cachet/detail/saturate.hpp"
+
 #if defined(__linux__)
 #include <time.h>
 #endif
@@ -72,15 +74,25 @@ class manual_clock {
   std::chrono::nanoseconds now() const noexcept {
     return std::chrono::nanoseconds(t_->load(std::memory_order_acquire));
   }
-  // Moves the time forward by d (d must not be negative: a clock never goes back).
-  void advance(std::chrono::nanoseconds d) noexcept {
-    if (d.count() > 0) t_->fetch_add(d.count(), std::memory_order_acq_rel);
-  }
-  // Sets the time to t if t is later than now; earlier times are ignored.
-  void set(std::chrono::nanoseconds t) noexcept {
+  // Moves the time forward by d, any duration, stopping at nanoseconds::max() rather than wrapping
+  // into the past: advance(std::chrono::hours::max()) makes every deadline pass, and the time then
+  // stays at max. A d that is not positive does nothing (a clock never goes back).
+  template <class Rep, class Period>
+  void advance(std::chrono::duration<Rep, Period> d) noexcept {
+    const std::int64_t step = detail::to_nanoseconds(d).count();
+    if (step <= 0) return;
     std::int64_t cur = t_->load(std::memory_order_relaxed);
-    while (cur < t.count() &&
-           !t_->compare_exchange_weak(cur, t.count(), std::memory_order_acq_rel)) {
+    while (!t_->compare_exchange_weak(cur, detail::saturating_add(cur, step),
+                                      std::memory_order_acq_rel, std::memory_order_relaxed)) {
+    }
+  }
+  // Sets the time to t (any duration since the epoch, clamped to nanoseconds) if t is later than
+  // now; earlier times are ignored.
+  template <class Rep, class Period>
+  void set(std::chrono::duration<Rep, Period> t) noexcept {
+    const std::int64_t target = detail::to_nanoseconds(t).count();
+    std::int64_t cur = t_->load(std::memory_order_relaxed);
+    while (cur < target && !t_->compare_exchange_weak(cur, target, std::memory_order_acq_rel)) {
     }
   }
 

@@ -26,6 +26,12 @@
 //       admit(candidate_hash, victim) -> bool
 //                                  asked before evicting `victim` to make room for a new key;
 //                                  false rejects the new key (put_result::rejected_by_policy)
+//       reserve()                  called by every put() before it changes anything: makes room
+//                                  for one more entry, so that the on_remove/on_insert/on_update
+//                                  calls of that put do not allocate. May throw std::bad_alloc
+//                                  (the put then throws and nothing has changed). For state that
+//                                  grows with the entries when there is no entry bound to size it
+//                                  by up front (policy_init::capacity == 0).
 //
 // How the policies still to come fit this contract:
 //   - SIEVE (Zhang et al., NSDI'24): hook = {link, visited bit}; on_access sets the bit (the only
@@ -76,7 +82,7 @@ namespace cachet {
 // What a shard's policy is told at construction.
 struct policy_init {
   std::size_t capacity = 0;  // the shard's entry bound (0 = bounded by weight only)
-  std::uint64_t seed = 0;    // distinct per shard, fixed per store: randomised policies use it
+  std::uint64_t seed = 0;    // distinct per shard, secret per process: randomised policies use it
 };
 
 namespace detail {

@@ -9,8 +9,19 @@
 // need no temporary key.
 //
 // A user hash plugs in as the store's `Hash` parameter. Unless it declares `using is_avalanching =
-// void;` (every output bit depends on every input bit) the store passes its result through a 64-bit
-// mixer, so identity hashes such as std::hash<int> still spread keys over shards.
+// void;` (every output bit depends on every input bit) the store passes its result through
+// detail::seeded_mix64 below, keyed by the process seed, so identity hashes such as std::hash<int>
+// still spread keys over shards, and keys chosen offline cannot be aimed at one shard: with a
+// public mixer, an attacker who knows the user hash (the identity, say) would pick keys whose mixed
+// top bits agree and fill one shard while the others stay empty. Declaring is_avalanching vouches
+// for both properties: the store then uses the hash as it is, so a hash that is not seeded per
+// process (XXH3 without a seed, say) must not declare it where keys come from untrusted input.
+//
+// The same process seed seeds the store's eviction policies (the victim draw of `random`, the
+// random admission and shadow caches of `w_tinylfu`), so their choices cannot be predicted either.
+// A hash seeded by its caller may expose that seed as `std::uint64_t seed() const`; the store then
+// seeds its policies from it instead, so a store whose hash is fixed behaves the same in every
+// process (bench/sim's seeded_hash does this to make simulations reproducible).
 //
 // Thread safety: stateless after the process seed is drawn (thread-safe static initialisation).
 // Exception safety: never throws for the built-in types; absl::Hash for user types as that type's
@@ -67,9 +78,27 @@ constexpr std::uint64_t mix64(std::uint64_t x) noexcept {
   return x;
 }
 
+// The store's mix of a user hash that does not avalanche, keyed by `seed` (the process seed). An
+// unknown seed added to the input hides where a key lands, but not how two keys relate: the
+// attacker still picks the difference between two mixer inputs, and one round of mix64 (three
+// xor-shifts, two multiplications) is short enough that a well-chosen difference could carry
+// through to equal top bits more often than chance. Two rounds, the seed added before each, make
+// such a shortcut far harder to find, for two more multiplications. Like absl::Hash and the seeded
+// XXH3 above, this stops keys chosen in advance, not an attacker who watches where keys land and
+// adapts; it is not a cryptographic function.
+constexpr std::uint64_t seeded_mix64(std::uint64_t h, std::uint64_t seed) noexcept {
+  return mix64(mix64(h + seed) + seed);
+}
+
 template <class H>
 concept avalanching_hash = requires {
   typename H::is_avalanching;
+};
+
+// A hash whose caller chose its seed, and that says so (see the top of this file).
+template <class H>
+concept caller_seeded_hash = requires(const H& h) {
+  { h.seed() } -> std::convertible_to<std::uint64_t>;
 };
 
 }  // namespace detail

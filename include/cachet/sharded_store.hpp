@@ -16,10 +16,12 @@
 //
 // Exception safety: get, peek, contains, erase and put give the strong guarantee against
 // exceptions from the hash, the key's equality and the value's copy, except that when put() must
-// evict and then fails to allocate (std::bad_alloc), the entries evicted stay evicted. K and V
-// must be nothrow move-constructible (checked). A removal listener that throws propagates out of
-// the operation that triggered it, after the store's state is complete; later listener calls for
-// that operation are skipped.
+// evict and then fails to allocate (std::bad_alloc), the entries evicted stay evicted; likewise
+// entries that cleanup() or erase_if() removed before such a failure stay removed. Whatever an
+// operation removed is reported to the listener before its exception propagates. K and V must be
+// nothrow move-constructible (checked). A removal listener that throws propagates out of the
+// operation that triggered it, after the store's state is complete; later listener calls for that
+// operation are skipped.
 //
 // Expiry: an entry with a deadline is never returned once Clock::now() >= deadline. Expired entries
 // are reclaimed when an operation touches their key, by a sweep of 4 slots per put in a shard that
@@ -56,6 +58,7 @@
 #include <vector>
 
 #include "cachet/clock.hpp"
+#include "cachet/detail/saturate.hpp"
 #include "cachet/detail/slab.hpp"
 #include "cachet/detail/spin_mutex.hpp"
 #include "cachet/eviction.hpp"
@@ -124,25 +127,38 @@ class sharded_store {
   template <class Q>
   using key_arg = typename detail::key_arg_impl<k_transparent>::template type<Q, K>;
 
-  // Validates `opts` (throws invalid_option naming the first bad option) and allocates the shards.
-  // Allocates O(shards) memory; entries are allocated as they arrive. Throws std::bad_alloc.
+  // Validates `opts` (throws invalid_option naming the first bad option) and allocates the shards:
+  // under 1 KiB each (lfu: about 5 KiB, its frequency lists), plus what the policy sizes to an
+  // entry bound up front: w_tinylfu's frequency sketch, 8 x bit_ceil(shard capacity) bytes, 8 to
+  // 16 bytes per entry of max_entries (128 MiB for 16M entries), and for w_tinylfu_adaptive up to
+  // about 27 KiB of shadow caches per shard besides; random's and ttl's index arrays, 4 bytes per
+  // entry of max_entries. The other policies, and every policy under a weight bound alone, take
+  // nothing more until entries arrive; entries (slab nodes, table slots) are allocated as they
+  // arrive. Throws std::bad_alloc.
   explicit sharded_store(options_type opts, Clock clock = Clock{}, Hash hash = Hash{},
                          KeyEqual eq = KeyEqual{})
       : opts_(std::move(opts)),
         clock_(std::move(clock)),
         hash_(std::move(hash)),
-        eq_(std::move(eq)) {
+        eq_(std::move(eq)),
+        hash_seed_(detail::process_seed()) {
     validate();
     const std::size_t n = opts_.shards != 0 ? opts_.shards : default_shards();
     shard_bits_ = std::countr_zero(n);
     shards_ =
         static_cast<shard*>(::operator new (sizeof(shard) * n, std::align_val_t{alignof(shard)}));
+    // Secret unless the hash brings its own seed (hash.hpp): a predictable victim draw or admission
+    // jitter would let an attacker time keys against them.
+    std::uint64_t policy_seed = hash_seed_;
+    if constexpr (detail::caller_seeded_hash<Hash>) {
+      policy_seed = static_cast<std::uint64_t>(hash_.seed());
+    }
     std::size_t built = 0;
     try {
       for (; built < n; ++built) {
         new (&shards_[built])
             shard(this, share(opts_.max_entries, n, built), share(opts_.max_weight, n, built),
-                  detail::mix64(0x5EED0000ULL + built));
+                  detail::mix64(policy_seed + built));
       }
     } catch (...) {
       destroy_shards(built);
@@ -211,20 +227,23 @@ class sharded_store {
   }
 
   // Maps key to value, expiring after `ttl` (jittered by options.ttl_jitter); cachet::no_expiry for
-  // none. Throws std::invalid_argument if ttl is not positive.
+  // none. Takes any std::chrono::duration and converts it saturating: one at or beyond
+  // nanoseconds::max() (std::chrono::hours::max(), say) means no expiry, where an implicit
+  // conversion to nanoseconds would overflow; a positive ttl under a nanosecond counts as one.
+  // Throws std::invalid_argument if ttl is not positive.
   //
   // When the shard is full, put evicts the policy's victims until the entry fits, after a sweep
   // step has reclaimed what expired entries it finds; with no_eviction it returns rejected_full
-  // instead and evicts nothing. A put over a present key replaces its value and deadline (the old
-  // value goes to the listener as `replaced`). When a put over a present key is rejected, that
-  // key's old entry is removed, so the store never serves a value older than a write it refused.
+  // instead and evicts nothing (a refused replacement still removes the key's old entry: below). A
+  // put over a present key replaces its value and deadline (the old value goes to the listener as
+  // `replaced`). When a put over a present key is rejected (the new value does not fit by weight,
+  // with any policy, no_eviction included), that key's old entry is removed (also as `replaced`),
+  // so the store never serves a value older than a write it refused.
   // Calls the weigher before locking. Allocates when the shard's slab or table grows. Blocks on one
   // shard lock.
-  put_result put(K key, V value, std::chrono::nanoseconds ttl) {
-    if (ttl <= std::chrono::nanoseconds::zero()) {
-      throw std::invalid_argument("cachet: put: ttl must be positive (or cachet::no_expiry)");
-    }
-    return put_impl(std::move(key), std::move(value), ttl);
+  template <class Rep, class Period>
+  put_result put(K key, V value, std::chrono::duration<Rep, Period> ttl) {
+    return put_impl(std::move(key), std::move(value), checked_ttl(ttl, "put"));
   }
 
   // put(), but only if `still_valid()` returns true when called under the key's shard lock; if it
@@ -233,19 +252,16 @@ class sharded_store {
   // after the load began, and since writers erase under the same lock, a fill either lands before a
   // racing erase (which then removes it) or sees the invalidation and is dropped: there is no
   // moment at which a raced fill is visible. `still_valid` must be noexcept, cheap, and must not
-  // call into the store. The ttl overload takes cachet::no_expiry as put() does.
+  // call into the store. The ttl overload takes any duration and cachet::no_expiry as put() does.
   template <class Pred>
   requires std::is_nothrow_invocable_r_v<bool, Pred&>
   put_result put_if(K key, V value, Pred still_valid) {
     return put_impl(std::move(key), std::move(value), default_ttl(), still_valid);
   }
-  template <class Pred>
+  template <class Rep, class Period, class Pred>
   requires std::is_nothrow_invocable_r_v<bool, Pred&>
-  put_result put_if(K key, V value, std::chrono::nanoseconds ttl, Pred still_valid) {
-    if (ttl <= std::chrono::nanoseconds::zero()) {
-      throw std::invalid_argument("cachet: put_if: ttl must be positive (or cachet::no_expiry)");
-    }
-    return put_impl(std::move(key), std::move(value), ttl, still_valid);
+  put_result put_if(K key, V value, std::chrono::duration<Rep, Period> ttl, Pred still_valid) {
+    return put_impl(std::move(key), std::move(value), checked_ttl(ttl, "put_if"), still_valid);
   }
 
   // Removes `key`. True if a live entry was removed (reported to the listener as explicit_erase);
@@ -307,9 +323,9 @@ class sharded_store {
   // Removes every live entry for which pred(key, value) is true; returns how many. The predicate
   // runs outside the shard locks on copies of the entries, taken 64 at a time; an entry whose value
   // was replaced after its copy was taken is left alone. Entries added concurrently may not be
-  // visited. If pred throws, the exception propagates and what was erased stays erased. If the
-  // listener throws, erasing goes on, later listener calls are skipped, and the first exception is
-  // rethrown at the end.
+  // visited. If pred throws, or std::bad_alloc stops it, the exception propagates and what was
+  // erased stays erased (and is reported). If the listener throws, erasing goes on, later listener
+  // calls are skipped, and the first exception is rethrown at the end.
   template <class Pred>
   std::size_t erase_if(Pred pred) {
     deferred_error err;
@@ -326,7 +342,7 @@ class sharded_store {
         }
         if (!doomed.empty()) {
           removal_buffer out;
-          {
+          try {
             std::lock_guard<detail::spin_mutex> g(s.mu);
             for (const snapshot_entry* e : doomed) {
               const detail::index_t i = e->index;
@@ -337,6 +353,9 @@ class sharded_store {
               remove_at(s, find_index(s, i), i, removal_cause::explicit_erase, out);
               ++erased;
             }
+          } catch (...) {  // std::bad_alloc from `out`: what it holds was erased all the same
+            err.run([&] { notify(out); });
+            throw;
           }
           err.run([&] { notify(out); });
         }
@@ -366,16 +385,20 @@ class sharded_store {
   // Reclaims every expired entry now (listener cause `expired`). Locks each shard in turn for a
   // pass over its slab. Returns how many entries it reclaimed. If the listener throws, every shard
   // is still swept, later listener calls are skipped, and the first exception is rethrown at the
-  // end.
+  // end. Allocates to carry the removed entries out of the lock; on std::bad_alloc the entries
+  // already reclaimed are reported and the exception propagates, leaving later shards unswept.
   std::size_t cleanup() {
     deferred_error err;
     std::size_t reclaimed = 0;
     for (std::size_t k = 0; k < shard_count_; ++k) {
       shard& s = shards_[k];
       removal_buffer out;
-      {
+      try {
         std::lock_guard<detail::spin_mutex> g(s.mu);
         if (s.ttl_entries != 0) reclaimed += sweep(s, s.nodes.high_water(), now(), out);
+      } catch (...) {  // std::bad_alloc from `out`: what it holds was reclaimed all the same
+        err.run([&] { notify(out); });
+        throw;
       }
       err.run([&] { notify(out); });
     }
@@ -432,6 +455,7 @@ class sharded_store {
       requires(policy_type & p, std::uint32_t h, detail::index_t v) {
     { p.admit(h, v) } -> std::convertible_to<bool>;
   };
+  static constexpr bool k_has_reserve = requires(policy_type & p) { p.reserve(); };
   static constexpr int k_sweep_per_put = 4;
   static constexpr std::size_t k_snapshot_batch = 64;
 
@@ -609,7 +633,8 @@ class sharded_store {
   template <class Q>
   std::uint64_t hash_of(const Q& key) const {
     std::uint64_t h = static_cast<std::uint64_t>(hash_(key));
-    if constexpr (!detail::avalanching_hash<Hash>) h = detail::mix64(h);
+    // Keyed, so that keys chosen against a known user hash do not pile into one shard (hash.hpp).
+    if constexpr (!detail::avalanching_hash<Hash>) h = detail::seeded_mix64(h, hash_seed_);
     return h;
   }
   static std::uint32_t low32(std::uint64_t h) noexcept { return static_cast<std::uint32_t>(h); }
@@ -624,6 +649,18 @@ class sharded_store {
 
   std::chrono::nanoseconds default_ttl() const noexcept {
     return opts_.default_ttl.count() == 0 ? no_expiry : opts_.default_ttl;
+  }
+
+  // A caller's ttl in nanoseconds, saturating at no_expiry, at least 1 ns. Throws
+  // std::invalid_argument, naming `fn`, unless ttl > 0 (so a floating-point NaN is refused too).
+  template <class Rep, class Period>
+  static std::chrono::nanoseconds checked_ttl(std::chrono::duration<Rep, Period> ttl,
+                                              const char* fn) {
+    if (!(ttl > std::chrono::duration<Rep, Period>::zero())) {
+      throw std::invalid_argument(std::string("cachet: ") + fn +
+                                  ": ttl must be positive (or cachet::no_expiry)");
+    }
+    return std::max(detail::to_nanoseconds(ttl), std::chrono::nanoseconds(1));
   }
 
   // Absolute deadline for a ttl starting now, shortened by the jitter. Outside any lock.
@@ -656,10 +693,13 @@ class sharded_store {
     shard& s = shard_for(h);
     removal_buffer out;
     put_result r;
-    {
+    try {
       std::lock_guard<detail::spin_mutex> g(s.mu);
       if (!still_valid()) return put_result::rejected_stale;
       r = put_locked(s, h, w, deadline, key, value, out);
+    } catch (...) {
+      notify_before_rethrow(out);
+      throw;
     }
     notify(out);
     return r;
@@ -667,6 +707,9 @@ class sharded_store {
 
   put_result put_locked(shard& s, std::uint64_t h, std::uint32_t w, std::int64_t deadline, K& key,
                         V& value, removal_buffer& out) {
+    // The policy's bookkeeping cannot throw, so whatever room it needs for one more entry it takes
+    // now, while a std::bad_alloc still leaves everything as it was.
+    if constexpr (k_has_reserve) s.policy.reserve();
     const bool too_heavy = s.max_weight != 0 && w > s.max_weight;
     // Set when a present entry is dropped because the new value does not fit in its place.
     bool superseded = false;
@@ -860,6 +903,17 @@ class sharded_store {
     for (auto& r : out) opts_.on_removal(std::as_const(r.key), std::as_const(r.value), r.cause);
   }
 
+  // notify() for an operation that failed part-way, from its catch block with no lock held: a
+  // std::bad_alloc from the table or from `out` can come after removals, which stay done and
+  // counted, so the listener must hear of them too. The caller then rethrows its exception; one
+  // from the listener here is dropped in its favour (later listener calls skipped, as usual).
+  void notify_before_rethrow(removal_buffer& out) noexcept {
+    try {
+      notify(out);
+    } catch (...) {
+    }
+  }
+
   // Copies up to k_snapshot_batch live entries of shard s from slot `pos` on into `batch`; advances
   // pos. Returns false once the shard's slab is exhausted.
   bool snapshot(shard& s, detail::index_t& pos, std::vector<snapshot_entry>& batch) {
@@ -882,6 +936,7 @@ class sharded_store {
   Clock clock_;
   Hash hash_;
   KeyEqual eq_;
+  std::uint64_t hash_seed_;  // detail::process_seed(), read once rather than on every hash
   shard* shards_ = nullptr;
   std::size_t shard_count_ = 0;
   int shard_bits_ = 0;

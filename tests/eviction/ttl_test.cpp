@@ -1,5 +1,7 @@
 #include <cachet/eviction/ttl.hpp>
+#include <new>
 
+#include "../alloc_failure.hpp"
 #include "model.hpp"
 
 using cachet::removal_cause;
@@ -60,4 +62,48 @@ TEST_CASE("ttl: an expired entry is the victim and is reported as expired", "[tt
 
 TEST_CASE("ttl: matches the reference model", "[ttl][model]") {
   run_standard_models<cachet::ttl, ttl_rules>();
+}
+
+TEST_CASE("ttl: with a weight bound only, a heap that cannot grow fails the put, never terminates",
+          "[ttl]") {
+  // No entry bound, so the deadline heap cannot be sized up front and grows with the entries with
+  // a TTL. It used to grow inside a noexcept member, where std::bad_alloc calls std::terminate; now
+  // it grows before the put changes anything. 200 entries without a TTL come first, so that the
+  // table and the slab have room for the 16 puts after them, which are tried with their next
+  // allocation failing (armed by the weigher, just before the store takes its lock): only the heap
+  // can need memory there. (absl's table is left corrupt when its own growth fails.)
+  cachet::manual_clock clock;
+  recorder<int, int> rec;
+  bool fail = false;
+  int_store<cachet::ttl> s({.max_weight = 216,
+                            .weigher = [&fail](const int&, const int&) -> std::uint32_t {
+                              if (fail) cachet_test::fail_next_allocation();
+                              return 1;
+                            },
+                            .shards = 1,
+                            .on_removal = rec.listener()},
+                           clock);
+  for (int k = 0; k < 200; ++k) s.put(k, k);
+  int failed = 0;
+  for (int k = 200; k < 216; ++k) {
+    INFO("key " << k);
+    fail = true;
+    try {
+      s.put(k, k, seconds(1000 - k));  // the newest key expires first
+    } catch (const std::bad_alloc&) {
+      ++failed;
+      REQUIRE_FALSE(cachet_test::allocation_failure_pending());
+      REQUIRE(s.size() == static_cast<std::size_t>(k));
+      REQUIRE_FALSE(s.contains(k));
+    }
+    fail = false;
+    cachet_test::cancel_allocation_failure();  // when the put needed no memory
+    if (!s.contains(k)) REQUIRE(s.put(k, k, seconds(1000 - k)) == cachet::put_result::inserted);
+  }
+  CHECK(failed > 0);
+  CHECK(rec.take().empty());
+  // The order survived: full by weight, so each new key evicts the soonest deadline.
+  s.put(1000, 0);
+  s.put(1001, 0);
+  CHECK(rec.take_keys(removal_cause::evicted) == std::vector<int>{215, 214});
 }

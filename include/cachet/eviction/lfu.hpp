@@ -4,13 +4,14 @@
 // one-off keys that would flush LRU. Good for skewed, stable popularity (catalogues,
 // configuration); slow to adapt when popularity shifts, which aging bounds.
 //
-// Order: an insert starts at frequency 1; each hit or update adds 1, saturating at 255. The victim
-// is the least recently used entry among those with the lowest frequency (ties break by recency).
-// Aging: after every 10 x capacity inserts + hits in a shard (the sample period TinyLFU uses),
-// every frequency is halved (1 stays 1), so an entry that was hot long ago cannot pin its place
-// forever
-// ("old-frequency pollution"). After halving, entries that merge into one frequency keep recency
-// order within their old frequency, higher old frequencies ranking as more recent.
+// Order: an insert starts at frequency 1; each hit or update (a put over a present key) adds 1,
+// saturating at 255; misses count for nothing. The victim is the least recently used entry among
+// those with the lowest frequency (ties break by recency). Aging: every 10 x capacity operations
+// in a shard, counting inserts, hits and updates alike (the sample period TinyLFU uses; capacity
+// is taken as 65,536 under a weight bound alone), every frequency is halved (1 stays 1), so an
+// entry that was hot long ago cannot pin its place forever ("old-frequency pollution"). After
+// halving, entries that merge into one frequency keep recency order within their old frequency,
+// higher old frequencies ranking as more recent.
 //
 // IMPLEMENTATION DETAILS: O(1) frequency buckets (Shah, Mitra, Matani, "An O(1) algorithm for
 // implementing the LFU cache eviction scheme", 2010): one index-linked list per frequency 1..255

@@ -1,8 +1,12 @@
 // cachet/eviction/no_eviction.hpp — never evict (Redis `noeviction`).
 //
-// Purpose: for a store that must never drop an entry silently. When a shard is full, put() of a new
-// key returns put_result::rejected_full and changes nothing; replacing the value of a present key
-// still works. Expired entries are still reclaimed, which frees room.
+// Purpose: for a store that must never evict an entry to make room. When a shard is full, put() of
+// a new key returns put_result::rejected_full and stores nothing. Replacing the value of a present
+// key works when the new value fits (with a weight bound: in the weight the old value frees plus
+// what is left); a heavier value that does not fit is refused (rejected_full, or
+// rejected_too_heavy) and the key's old entry is removed all the same (reported to the listener as
+// `replaced`), since the store never serves a value older than a write it refused. Expired entries
+// are still reclaimed, which frees room.
 //
 // Thread safety: stateless. Memory: 0 bytes per entry.
 // Example:

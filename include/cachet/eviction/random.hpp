@@ -6,13 +6,16 @@
 //
 // IMPLEMENTATION DETAILS: the shard keeps a dense array of its entries' indices; each entry's hook
 // stores its position, and removal swaps the last element into the hole. The victim is
-// array[bounded(rng)] with a xorshift64* generator seeded per shard from policy_init::seed (fixed
-// per store, so a run is reproducible) and Lemire's multiply-shift reduction.
+// array[bounded(rng)] with a xorshift64* generator seeded per shard from policy_init::seed (which
+// a store draws per process, so its victims cannot be foretold, unless its hash names a seed: see
+// hash.hpp) and Lemire's multiply-shift reduction.
 //
 // Thread safety: used only under the shard lock. Memory: 8 bytes per entry (4 in the hook, 4 in the
 // array). Example: cachet::sharded_store<int, int, cachet::random> s({.max_entries = 1000});
 #pragma once
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -29,11 +32,18 @@ struct random {
   class shard_policy {
    public:
     static constexpr bool access_is_noop = true;
-    shard_policy(Nodes* n, const policy_init& init) : n_(n), rng_(init.seed | 1) {
-      if (init.capacity != 0) items_.reserve(init.capacity);
+    shard_policy(Nodes* n, const policy_init& init)
+        : n_(n), rng_(init.seed | 1), bounded_(init.capacity != 0) {
+      if (bounded_) items_.reserve(init.capacity);
     }
-    // Reserved to the shard's capacity above, so push_back does not allocate for an entry-bounded
-    // store; a weight-only store may grow the array (std::bad_alloc is then fatal, as for any new).
+    // Room for one more entry, so that on_insert's push_back never allocates: the store calls this
+    // before each put, where std::bad_alloc still changes nothing. An entry-bounded array is
+    // reserved to the shard's capacity above; a weight-bounded one doubles when full.
+    void reserve() {
+      if (!bounded_ && items_.size() == items_.capacity()) {
+        items_.reserve(std::max<std::size_t>(8, 2 * items_.capacity()));
+      }
+    }
     void on_insert(detail::index_t i) noexcept {
       n_->hook(i).pos = static_cast<detail::index_t>(items_.size());
       items_.push_back(i);
@@ -65,6 +75,7 @@ struct random {
     }
     Nodes* n_;
     std::uint64_t rng_;
+    bool bounded_;  // items_ reserved to the shard's entry bound
     std::vector<detail::index_t> items_;
   };
 };

@@ -15,9 +15,15 @@
 // Insert, update and removal are O(log n) in the heap, O(1) in the list; victim() is O(1).
 //
 // Thread safety: used only under the shard lock. Memory: 12 bytes per entry (8 in the hook, 4 in
-// the heap). Example: cachet::sharded_store<int, int, cachet::ttl> s({.max_entries = 1000});
+// the heap). The heap is allocated at construction for an entry-bounded shard (4 bytes per entry
+// of capacity); with a weight bound only, it doubles when full in reserve(), which the store calls
+// before a put changes anything, so running out of memory fails that put with std::bad_alloc
+// (store unchanged) and never reaches the noexcept members.
+// Example: cachet::sharded_store<int, int, cachet::ttl> s({.max_entries = 1000});
 #pragma once
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -34,8 +40,16 @@ struct ttl {
   class shard_policy {
    public:
     static constexpr bool access_is_noop = true;
-    shard_policy(Nodes* n, const policy_init& init) : n_(n) {
-      if (init.capacity != 0) heap_.reserve(init.capacity);
+    shard_policy(Nodes* n, const policy_init& init) : n_(n), bounded_(init.capacity != 0) {
+      if (bounded_) heap_.reserve(init.capacity);
+    }
+    // Room in the heap for one more entry, so that place() never allocates. The store calls this
+    // before each put, where std::bad_alloc still changes nothing. An entry-bounded heap already
+    // has room for every entry the shard can hold; otherwise the heap doubles when full.
+    void reserve() {
+      if (!bounded_ && heap_.size() == heap_.capacity()) {
+        heap_.reserve(std::max<std::size_t>(8, 2 * heap_.capacity()));
+      }
     }
     void on_insert(detail::index_t i) noexcept { place(i); }
     void on_access(detail::index_t) noexcept {}
@@ -69,7 +83,7 @@ struct ttl {
    private:
     static constexpr detail::index_t k_in_heap = detail::npos - 1;
 
-    // Reserved to capacity at construction: push_back does not allocate for an entry-bounded store.
+    // The heap has room for every live entry (see reserve()): push_back does not allocate.
     void place(detail::index_t i) noexcept {
       if (n_->deadline(i) == detail::k_never) {
         fifo_.push_front(*n_, i);
@@ -123,6 +137,7 @@ struct ttl {
     }
 
     Nodes* n_;
+    bool bounded_;  // heap_ reserved to the shard's entry bound
     std::vector<detail::index_t> heap_;
     detail::index_list fifo_;
   };

@@ -29,8 +29,9 @@
 // against hash flooding: an attacker who drives a victim's counters to 15 through colliding keys
 // would otherwise lock every newcomer out of main; a warm candidate still gets in now and then,
 // and the threshold keeps the jitter off cold one-hit wonders, so the hit ratio does not suffer.
-// The random draws come from a xorshift64* generator seeded from policy_init::seed, so a store's
-// run is reproducible.
+// The random draws come from a xorshift64* generator seeded from policy_init::seed, which a store
+// draws per process (an attacker cannot time keys against the draws) unless its hash names a seed
+// (hash.hpp); with a fixed seed a run is reproducible.
 // Correlated accesses: an access to the same key as the shard's previous access (a get, miss or
 // update; a put of a new key is not one) adds nothing to the sketch. A key read 36 times in a row
 // is one burst of use, not 36 (LRU-K's "correlated references": O'Neil, O'Neil, Weikum, SIGMOD
@@ -208,7 +209,8 @@ struct basic_w_tinylfu {
   };
 
   using traits_type = Traits;
-  // The seed of every shard's sketch. The store's hash is already seeded per process, so the
+  // The seed of every shard's sketch. The store's hash is already secret (seeded per process, or
+  // re-mixed under the process seed when it does not declare is_avalanching; see hash.hpp), so the
   // sketch needs no secret of its own; the random admission, not the hash, is what stands against
   // an attacker who finds collisions. Public so tests can model the sketch.
   static constexpr std::uint64_t k_sketch_seed = 0x7A11F0CA5EEDULL;
