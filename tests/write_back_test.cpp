@@ -630,3 +630,46 @@ TEST_CASE("write_back: a write-through fallback write is not undone or hidden by
   CHECK(overlapping == 10);  // it started before the write: the old value is allowed
   t->set_hold(false);
 }
+
+TEST_CASE("write_back: a write that lands at any step of a read's miss is never undone by its fill",
+          "[write_back][consistency]") {
+  // Each step of a read of a clean, uncached key hashes the key: the store's lookup, the flight,
+  // the invalidation ticket, the dirty buffer's shard and its map. put(5, 20) runs at the n-th
+  // such hash, for every n, so it lands once between each two steps; whatever the step, the read
+  // may return the old 10 or the new 20, but once both calls are done 20 must be what is read and
+  // cached. (Where the write lands between the dirty buffer's look and the ticket, a fill that
+  // took its ticket after the look would cache 10 over the acknowledged 20.) The write runs on its
+  // own thread: some hashes are taken under a lock the write needs, and there it simply waits for
+  // the read to let go (the bounded wait below only keeps this thread from waiting for it).
+  using hooked = cachet_test::hooked_hash;
+  using hstore = cachet::sharded_store<int, int, cachet::lru, cachet::manual_clock, hooked>;
+  const int n = GENERATE(range(1, 13));
+  INFO("the write lands at hash " << n << " of the read");
+  auto t = std::make_shared<table>();
+  t->rows = {{5, 10}};
+  cachet::write_back<hstore, batch_source> wb(batch_source{{t}}, lazy(), small_cache(100),
+                                              cachet::manual_clock{});
+  std::thread writer;
+  std::atomic<bool> written{false};
+  hooked::at_call(n, [&] {
+    writer = std::thread([&] {
+      wb.put(5, 20);
+      written = true;
+    });
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    while (!written.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+  });
+  const std::optional<int> during = wb.get(5);
+  if (!hooked::fired()) {  // the read took fewer than n hashes: write after it
+    hooked::at_call(0, nullptr);
+    wb.put(5, 20);
+  } else {
+    writer.join();
+  }
+  CHECK((during == 10 || during == 20));
+  CHECK(wb.get(5) == 20);
+  const std::optional<int> cached = wb.store().peek(5);
+  CHECK((cached == std::nullopt || cached == 20));
+  wb.flush();
+  CHECK(t->read([](table& x) { return x.rows.at(5); }) == 20);
+}

@@ -18,7 +18,8 @@
 //                    get_all) over one pattern built on paused_store<sharded_store<int, int>> and a
 //                    manual_clock. write() is "the source first, then the pattern's write":
 //                    cache_aside and read_through update the table and invalidate; write_through
-//                    put()s (its Source updates the table); write_back put()s (its flusher does).
+//                    put()s in invalidate or update mode (its Source updates the table); write_back
+//                    put()s (its flusher does).
 //   async_call<T>    runs one call on its own thread and keeps its result or exception, so the
 //                    main thread makes every assertion (Catch2's are not thread-safe).
 //
@@ -695,15 +696,19 @@ class read_through_adapter {
   pattern_type p_;
 };
 
-class write_through_adapter {
+// Mode picks what write() does after the Source took the write: invalidate (the default) or
+// update, which puts the written value and must drop a load in flight just as invalidate does.
+template <cachet::write_mode Mode>
+class basic_write_through_adapter {
  public:
   using pattern_type = cachet::write_through<test_store, source_handle>;
-  static constexpr const char* name = "write_through";
+  static constexpr const char* name =
+      Mode == cachet::write_mode::update ? "write_through (update)" : "write_through";
   static constexpr bool has_bulk = false;
   static constexpr bool has_store = true;
   static constexpr bool buffers_writes = false;
 
-  write_through_adapter(table& t, cachet::manual_clock clock, const config& c = {})
+  basic_write_through_adapter(table& t, cachet::manual_clock clock, const config& c = {})
       : p_(source_handle{&t}, store_options_of(c), clock) {}
 
   std::optional<int> read(int k) { return p_.get(k); }
@@ -712,7 +717,7 @@ class write_through_adapter {
     for (int k : keys) out.push_back(read(k));
     return out;
   }
-  void write(int k, int v) { p_.put(k, v); }
+  void write(int k, int v) { p_.put(k, v, Mode); }
   void remove(int k) { p_.erase(k); }
   void flush() {}
   cachet::single_flight_stats load_stats() { return p_.cache().load_stats(); }
@@ -723,6 +728,9 @@ class write_through_adapter {
  private:
   pattern_type p_;
 };
+
+using write_through_adapter = basic_write_through_adapter<cachet::write_mode::invalidate>;
+using write_through_update_adapter = basic_write_through_adapter<cachet::write_mode::update>;
 
 class write_back_adapter {
  public:
@@ -754,9 +762,10 @@ class write_back_adapter {
   pattern_type p_;
 };
 
-#define CACHET_PATTERN_ADAPTERS                                          \
-  cachet_patterns::aside_adapter, cachet_patterns::read_through_adapter, \
-      cachet_patterns::write_through_adapter, cachet_patterns::write_back_adapter
+#define CACHET_PATTERN_ADAPTERS                                                              \
+  cachet_patterns::aside_adapter, cachet_patterns::read_through_adapter,                     \
+      cachet_patterns::write_through_adapter, cachet_patterns::write_through_update_adapter, \
+      cachet_patterns::write_back_adapter
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers.
