@@ -255,12 +255,21 @@ class single_flight {
   // Detaches the load of `key` in flight, if any: it runs on and answers the callers that joined
   // it, but callers that come after detach() returns start (or join) a new flight. A writer calls
   // this after changing the row, so that no read starting after the write joins a load that may
-  // have read the row before it. Blocks on one shard mutex; never waits for a load. Allocates
-  // nothing; throws only what Hash or KeyEqual throw.
+  // have read the row before it. Blocks on one shard mutex, and only when that shard has a load in
+  // flight; never waits for a load. Allocates nothing; throws only what Hash or KeyEqual throw.
+  //
+  // With no flight in the shard, detach() returns without the lock (writes to keys nobody is
+  // loading cost one atomic load, not a mutex). A flight that starts while detach() runs may stay
+  // attached; for a writer that bumped an invalidation ticket (seq_cst) before calling detach(),
+  // that flight is one whose leader reads the ticket after registering it (join_or_start stores
+  // `live` seq_cst before the leader's seq_cst ticket load), so it sees the write: of the two
+  // orders, either detach() sees `live` != 0 or the leader sees the bump.
   void detach(const K& key) {
     shard& s = shard_for(key);
+    if (s.live.load(std::memory_order_seq_cst) == 0) return;
     std::lock_guard<std::mutex> g(s.mu);
     s.flights.erase(key);
+    s.live.store(s.flights.size(), std::memory_order_relaxed);
   }
 
   // Number of loads in flight now (weakly consistent).
@@ -297,6 +306,8 @@ class single_flight {
   struct alignas(64) shard {
     mutable std::mutex mu;
     absl::flat_hash_map<K, std::shared_ptr<flight>, Hash, KeyEqual> flights;
+    // flights.size(), written under `mu` and read without it by detach().
+    std::atomic<std::size_t> live{0};
   };
 
   // One distinct key of a load_all() batch: keys[first] is the key; `promise` feeds `f` when this
@@ -326,6 +337,8 @@ class single_flight {
         s.flights.erase(it);
         throw;
       }
+      // seq_cst, and before the leader takes its invalidation ticket: see detach().
+      s.live.store(s.flights.size(), std::memory_order_seq_cst);
       leader = true;
     }
     return it->second;
@@ -446,6 +459,7 @@ class single_flight {
     std::lock_guard<std::mutex> g(s.mu);
     auto it = s.flights.find(key);
     if (it != s.flights.end() && it->second == f) s.flights.erase(it);
+    s.live.store(s.flights.size(), std::memory_order_relaxed);
   }
 
   void record_load(std::chrono::steady_clock::time_point start, bool failed) noexcept {
