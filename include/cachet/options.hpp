@@ -29,6 +29,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace cachet {
 
@@ -70,7 +71,15 @@ enum class put_result : std::uint8_t {
   rejected_too_heavy,  // the entry's weight exceeds what one shard may hold
   rejected_stale,      // put_if(): the condition was false under the store's lock (a write or
                        // invalidation of the key came after the fill's ticket); nothing changed
+  rejected_unavailable,  // a remote store (redis_store): the backend could not be reached or
+                         // refused the write; nothing is known to be stored
 };
+
+namespace detail {
+// What a store's put_if() takes as `still_valid`: a noexcept bool() (see cachet/store.hpp).
+template <class P>
+concept nothrow_condition = std::is_nothrow_invocable_r_v<bool, P&>;
+}  // namespace detail
 
 // True when the value passed to put() is now stored.
 constexpr bool stored(put_result r) noexcept {
@@ -91,6 +100,8 @@ constexpr std::string_view to_string(put_result r) noexcept {
       return "rejected_too_heavy";
     case put_result::rejected_stale:
       return "rejected_stale";
+    case put_result::rejected_unavailable:
+      return "rejected_unavailable";
   }
   return "unknown";
 }

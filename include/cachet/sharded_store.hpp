@@ -243,7 +243,7 @@ class sharded_store {
   // shard lock.
   template <class Rep, class Period>
   put_result put(K key, V value, std::chrono::duration<Rep, Period> ttl) {
-    return put_impl(std::move(key), std::move(value), checked_ttl(ttl, "put"));
+    return put_impl(std::move(key), std::move(value), detail::checked_ttl(ttl, "put"));
   }
 
   // put(), but only if `still_valid()` returns true when called under the key's shard lock; if it
@@ -253,15 +253,14 @@ class sharded_store {
   // racing erase (which then removes it) or sees the invalidation and is dropped: there is no
   // moment at which a raced fill is visible. `still_valid` must be noexcept, cheap, and must not
   // call into the store. The ttl overload takes any duration and cachet::no_expiry as put() does.
-  template <class Pred>
-  requires std::is_nothrow_invocable_r_v<bool, Pred&>
+  template <detail::nothrow_condition Pred>
   put_result put_if(K key, V value, Pred still_valid) {
     return put_impl(std::move(key), std::move(value), default_ttl(), still_valid);
   }
-  template <class Rep, class Period, class Pred>
-  requires std::is_nothrow_invocable_r_v<bool, Pred&>
+  template <class Rep, class Period, detail::nothrow_condition Pred>
   put_result put_if(K key, V value, std::chrono::duration<Rep, Period> ttl, Pred still_valid) {
-    return put_impl(std::move(key), std::move(value), checked_ttl(ttl, "put_if"), still_valid);
+    return put_impl(std::move(key), std::move(value), detail::checked_ttl(ttl, "put_if"),
+                    still_valid);
   }
 
   // Removes `key`. True if a live entry was removed (reported to the listener as explicit_erase);
@@ -649,18 +648,6 @@ class sharded_store {
 
   std::chrono::nanoseconds default_ttl() const noexcept {
     return opts_.default_ttl.count() == 0 ? no_expiry : opts_.default_ttl;
-  }
-
-  // A caller's ttl in nanoseconds, saturating at no_expiry, at least 1 ns. Throws
-  // std::invalid_argument, naming `fn`, unless ttl > 0 (so a floating-point NaN is refused too).
-  template <class Rep, class Period>
-  static std::chrono::nanoseconds checked_ttl(std::chrono::duration<Rep, Period> ttl,
-                                              const char* fn) {
-    if (!(ttl > std::chrono::duration<Rep, Period>::zero())) {
-      throw std::invalid_argument(std::string("cachet: ") + fn +
-                                  ": ttl must be positive (or cachet::no_expiry)");
-    }
-    return std::max(detail::to_nanoseconds(ttl), std::chrono::nanoseconds(1));
   }
 
   // Absolute deadline for a ttl starting now, shortened by the jitter. Outside any lock.

@@ -10,10 +10,13 @@
 // range. Negative inputs clamp the same way towards min(); callers validate signs separately.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <limits>
 #include <ratio>
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 
 namespace cachet::detail {
@@ -66,6 +69,18 @@ inline std::chrono::steady_clock::time_point saturating_after(
   static_assert(std::is_same_v<dur, std::chrono::nanoseconds>,
                 "steady_clock counts nanoseconds on every platform cachet supports");
   return tp(dur(saturating_add(t.time_since_epoch().count(), d.count())));
+}
+
+// A caller's TTL in nanoseconds, as every store's put(key, value, ttl) takes it: saturating (a ttl
+// at or beyond nanoseconds::max() means no expiry), at least 1 ns. Throws std::invalid_argument
+// naming `fn` ("cachet: <fn>: ...") unless ttl > 0, so a floating-point NaN is refused too.
+template <class Rep, class Period>
+std::chrono::nanoseconds checked_ttl(std::chrono::duration<Rep, Period> ttl, const char* fn) {
+  if (!(ttl > std::chrono::duration<Rep, Period>::zero())) {
+    throw std::invalid_argument(std::string("cachet: ") + fn +
+                                ": ttl must be positive (or cachet::no_expiry)");
+  }
+  return std::max(to_nanoseconds(ttl), std::chrono::nanoseconds(1));
 }
 
 }  // namespace cachet::detail
