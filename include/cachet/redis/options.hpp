@@ -1,0 +1,128 @@
+// cachet/redis/options.hpp — configuration of a redis_store, and the counters it reports.
+//
+// Purpose: `redis_options` is the plain struct a user fills in (designated initialisers work) and
+// hands to redis_store's constructor, which validates it in full before doing anything and throws
+// `cachet::invalid_option` naming the offending option and its allowed range. Nothing connects at
+// construction: connections are made on first use. `redis_stats` is the snapshot stats() returns.
+//
+// Thread safety: plain values; copy freely.
+// Exception safety: nothing here throws; redis_store's constructor throws invalid_option.
+//
+// Example:
+//   cachet::redis_options opts{
+//       .unix_socket = "/run/redis/redis.sock",
+//       .command_timeout = std::chrono::milliseconds(50),
+//       .key_prefix = "users:v3:",
+//       .default_ttl = std::chrono::minutes(10),
+//       .breaker = {.failures_to_open = 5, .open_for = std::chrono::seconds(2)},
+//   };
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "cachet/options.hpp"
+
+namespace cachet {
+
+// When the circuit breaker opens and for how long (redis/detail/circuit_breaker.hpp).
+struct breaker_options {
+  // Consecutive failed calls (timeout, connection error, refused AUTH/SELECT) that open the
+  // breaker; any success resets the count. In [1, 2^31). Low values shed load sooner after an
+  // outage begins; high values ride out isolated blips without a period of forced misses.
+  std::uint32_t failures_to_open = 5;
+
+  // How long the breaker stays open (every call fails at once) before it lets one probe through.
+  // Positive. Measured on the store's Clock. Short: recovery is noticed sooner, at the price of a
+  // probe (which may wait up to command_timeout) every open_for during an outage.
+  std::chrono::nanoseconds open_for = std::chrono::seconds(1);
+};
+
+struct redis_options {
+  // TCP endpoint, used when unix_socket is empty. host must not be empty; port in [1, 65535].
+  std::string host = "127.0.0.1";
+  int port = 6379;
+
+  // Path of Redis's unix socket; when set, host and port are ignored. At most 107 bytes.
+  std::string unix_socket{};
+
+  // How long a connect may take, in [1 ms, 1 hour]. A connect happens on first use and after an
+  // error, on the calling thread.
+  std::chrono::milliseconds connect_timeout{500};
+
+  // The longest any one read or write on a connection may block, and the longest a call waits for
+  // a free pooled connection; in [1 ms, 1 hour]. A command that runs into it counts as a timeout,
+  // its connection is closed, and the call answers as a failure (a miss for reads).
+  std::chrono::milliseconds command_timeout{250};
+
+  // The most connections open at once, in [1, 1024]. A call holds one for its command only.
+  std::size_t pool_size = 8;
+
+  // AUTH on every new connection when password is not empty: `AUTH password`, or
+  // `AUTH username password` (Redis 6 ACL) when username is set too. username needs password.
+  std::string username{};
+  std::string password{};
+
+  // SELECT on every new connection when not 0. In [0, 2^31).
+  int database = 0;
+
+  // Prepended to every encoded key: the namespace of this store on a shared server. Two stores
+  // with different prefixes never see each other's keys (given that neither prefix is a prefix of
+  // the other's keys).
+  std::string key_prefix{};
+
+  // TTL of put(key, value) and put_if(key, value, still_valid): positive, or cachet::no_expiry.
+  // Sent as PX in milliseconds, rounded up. Across processes the TTL is the bound on how long a
+  // row another process cached before an invalidation may outlive it (docs/redis.md), so set one.
+  std::chrono::nanoseconds default_ttl = no_expiry;
+
+  // The breaker that keeps a down or slow Redis from costing every call a timeout.
+  breaker_options breaker{};
+
+  // How many keys whose invalidation (a failed erase, or a failed put over the key) has not yet
+  // reached Redis this store remembers, in [1, 2^24]. Until a DEL of such a key succeeds, reads of
+  // it from this process answer a miss. A failure beyond the bound is counted in
+  // redis_stats::lost_invalidations and that key may be served stale until its TTL.
+  std::size_t max_pending_invalidations = 4096;
+};
+
+// The state of the circuit breaker.
+enum class breaker_state : std::uint8_t {
+  closed,     // calls go to Redis
+  open,       // calls fail at once, without touching the network
+  half_open,  // one probe is in flight; other calls fail at once
+};
+
+// A snapshot of redis_store's counters; each is exact, the set is not atomic across counters.
+struct redis_stats {
+  std::uint64_t hits = 0;               // get()/get_all() keys found and decoded
+  std::uint64_t misses = 0;             // get()/get_all() keys not found, or answered as a miss
+  std::uint64_t timeouts = 0;           // commands or connection waits that ran into a timeout
+  std::uint64_t connection_errors = 0;  // connects refused, connections lost, AUTH/SELECT refused
+  std::uint64_t server_errors = 0;    // error replies: refused writes (OOM, READONLY...) and others
+  std::uint64_t decode_failures = 0;  // values the codec (or Redis's type) refused
+  std::uint64_t connect_attempts = 0;  // connections this store tried to open
+  breaker_state breaker = breaker_state::closed;
+  std::uint64_t breaker_opened = 0;  // transitions into `open` (from closed or a failed probe)
+  std::uint64_t breaker_closed = 0;  // successful probes (half_open -> closed)
+  std::uint64_t fast_failures = 0;   // calls refused by the open breaker, without network
+  std::uint64_t pending_invalidations = 0;  // keys whose DEL has not reached Redis yet, now
+  std::uint64_t lost_invalidations = 0;     // invalidations dropped: the pending set was full
+};
+
+constexpr std::string_view to_string(breaker_state s) noexcept {
+  switch (s) {
+    case breaker_state::closed:
+      return "closed";
+    case breaker_state::open:
+      return "open";
+    case breaker_state::half_open:
+      return "half_open";
+  }
+  return "unknown";
+}
+
+}  // namespace cachet

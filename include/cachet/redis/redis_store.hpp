@@ -1,0 +1,622 @@
+// cachet/redis/redis_store.hpp — a cachet::store kept in Redis, that a down, slow or refusing Redis
+// cannot take down.
+//
+// Purpose: the shared tier. redis_store<K, V> meets cachet::store, so every access pattern works
+// over it unchanged (cache_aside<redis_store<...>>). Keys become `key_prefix + KeyCodec(key)`,
+// values ValueCodec(value) (redis/codec.hpp); everything is sent with hiredis's length-prefixed
+// Argv calls, so both may hold any bytes. get = GET, contains = EXISTS, put = SET [PX ms],
+// erase = DEL, get_all = one MGET, put_all = pipelined SETs. Needs hiredis (link cachet::redis).
+//
+// Failure behaviour (docs/redis.md has the table): every command waits at most command_timeout
+// per socket read or write. A circuit breaker opens after breaker.failures_to_open consecutive
+// failures (timeouts, connection errors); while open, every call fails at once without touching
+// the network; after breaker.open_for (on the store's Clock) one probe goes through, and its
+// outcome closes or re-opens it. Reads never throw for a Redis failure: they answer a miss. Writes
+// return put_result::rejected_unavailable. A failed erase() returns false and records the key as
+// a pending invalidation: until a DEL of it succeeds, reads of the key from this process answer a
+// miss (never the value erase() meant to remove), and the DEL is retried when Redis answers again
+// (up to k_drain_per_call keys after each successful call, and at once when the key is read). A
+// failed put() or put_all() over a key does the same (the value it meant to replace must not be
+// served). A value that does not decode (or is not a string) is counted, deleted, and read as a
+// miss. A write Redis refuses (an error reply such as OOM under maxmemory noeviction) is counted
+// in server_errors and returns rejected_unavailable.
+//
+// put_if(key, value, [ttl,] still_valid): the store's guarded fill. The key's stripe mutex (one of
+// k_stripes, by key hash) is held from still_valid() to the end of the SET, and erase() of the key
+// holds it around its DEL, so in this process an erase can neither slip between the check and the
+// write nor be overtaken by it. Across processes this is eventual: another process's DEL may reach
+// Redis before our SET of a row we loaded earlier; the TTL bounds how long that row is served. (A
+// later part of the Redis tier adds a lease.) A write that timed out may still be applied by a
+// server that was only slow; the TTL bounds that too.
+//
+// Thread safety: every member is safe to call from any thread at once. A call holds one pooled
+// connection for its commands only; a write holds its key's stripe mutex for its SET/DEL (a
+// put_all holds the stripes of all its keys, taken in order).
+//
+// Blocking: a call may block up to connect_timeout (a new connection, then AUTH/SELECT) plus
+// command_timeout per socket read or write, plus up to command_timeout waiting for a free pooled
+// connection; a write also waits for its key's stripe mutex, which another write of a key in that
+// stripe holds for at most as long. A call refused by the open breaker blocks on nothing.
+//
+// Exception safety: members throw std::bad_alloc, what the codecs throw, and what V's move throws;
+// put(key, value, ttl) throws std::invalid_argument for a ttl that is not positive; the
+// constructor throws cachet::invalid_option for a bad option. A Redis failure never throws.
+//
+// Example:
+//   cachet::redis_store<std::string, std::string> users({
+//       .unix_socket = "/run/redis/redis.sock",
+//       .key_prefix = "users:",
+//       .default_ttl = std::chrono::minutes(10),
+//   });
+//   users.put("u:42", "Ada");                      // SET users:u:42 Ada PX 600000
+//   if (auto name = users.get("u:42")) use(*name);  // nullopt if absent, or if Redis is down
+//   users.erase("u:42");
+#pragma once
+
+#include <absl/hash/hash.h>
+#include <hiredis/hiredis.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "cachet/clock.hpp"
+#include "cachet/detail/saturate.hpp"
+#include "cachet/hash.hpp"
+#include "cachet/options.hpp"
+#include "cachet/redis/codec.hpp"
+#include "cachet/redis/detail/circuit_breaker.hpp"
+#include "cachet/redis/detail/connection.hpp"
+#include "cachet/redis/detail/connection_pool.hpp"
+#include "cachet/redis/detail/pending_invalidations.hpp"
+#include "cachet/redis/options.hpp"
+#include "cachet/store.hpp"
+
+namespace cachet {
+
+template <class K, class V, class ValueCodec = default_codec<V>,
+          class KeyCodec = default_key_codec<K>, class Clock = coarse_steady_clock>
+requires clock<Clock>
+class redis_store {
+  static_assert(codec<ValueCodec, V>,
+                "cachet::redis_store: ValueCodec must meet cachet::codec<ValueCodec, V>; V has no "
+                "default codec unless it is std::string or trivially copyable (see "
+                "cachet/redis/codec.hpp)");
+  static_assert(codec<KeyCodec, K>,
+                "cachet::redis_store: KeyCodec must meet cachet::codec<KeyCodec, K>; K has no "
+                "default key codec unless it is std::string, an integer or trivially copyable");
+
+  using breaker_type = detail::circuit_breaker<Clock>;
+  using admit = typename breaker_type::admit;
+
+ public:
+  using key_type = K;
+  using mapped_type = V;
+  using clock_type = Clock;
+  using hasher = cachet::hash<K>;
+  using key_equal = std::equal_to<K>;
+  using value_codec = ValueCodec;
+  using key_codec = KeyCodec;
+  using options_type = redis_options;
+
+  // The same store holding V2, with V2's default codec.
+  template <class V2>
+  using rebind_value = redis_store<K, V2, default_codec<V2>, KeyCodec, Clock>;
+
+  // Stripe mutexes that order put_if()/put()/erase() of one key in this process.
+  static constexpr std::size_t k_stripes = 64;
+  // Pending invalidations retried after each successful call, at most.
+  static constexpr std::size_t k_drain_per_call = 4;
+
+  // Validates `opts` (throws invalid_option naming the first bad one). Connects nothing: the first
+  // call does. Allocates the pool's bookkeeping; throws std::bad_alloc.
+  explicit redis_store(redis_options opts, Clock clock = Clock{})
+      : opts_(validated(std::move(opts))),
+        clock_(clock),
+        breaker_(opts_.breaker, clock_),
+        pool_(opts_),
+        pending_(opts_.max_pending_invalidations) {}
+
+  redis_store(const redis_store&) = delete;
+  redis_store& operator=(const redis_store&) = delete;
+
+  // GET: the value, or nullopt if absent, undecodable, pending invalidation, or Redis failed (see
+  // the file comment). Counted as a hit or a miss. Blocks as the file comment says.
+  std::optional<V> get(const K& key) { return read(key, true); }
+
+  // get() without counting a hit or miss.
+  std::optional<V> peek(const K& key) { return read(key, false); }
+
+  // EXISTS: true if Redis holds the key and it is not a pending invalidation; false on failure.
+  bool contains(const K& key) {
+    const std::string rk = redis_key(key);
+    if (pending_.contains(rk)) {
+      retry_pending(rk);
+      return false;
+    }
+    attempt a(*this);
+    if (!a) return false;
+    const detail::redis_result r = a.command({"EXISTS", std::string_view(rk)});
+    bool found = false;
+    if (r.ok()) {
+      a.succeed();
+      found = r.reply->type == REDIS_REPLY_INTEGER && r.reply->integer > 0;
+    } else if (r.failure == detail::redis_failure::server) {
+      a.server_error();
+    }
+    drain(a);
+    return found && !pending_.contains(rk);
+  }
+
+  // SET with the default TTL. inserted if Redis took it (redis_store does not ask whether the key
+  // was there: every success is `inserted`), rejected_unavailable otherwise (and the key becomes
+  // a pending invalidation, so the value it meant to replace is not served from here).
+  put_result put(K key, V value) { return put(std::move(key), std::move(value), default_ttl()); }
+
+  // SET key value PX ms: `ttl` positive (rounded up to whole milliseconds, sub-millisecond = 1 ms,
+  // saturating) or cachet::no_expiry (no PX). Throws std::invalid_argument if ttl is not positive.
+  template <class Rep, class Period>
+  put_result put(K key, V value, std::chrono::duration<Rep, Period> ttl) {
+    return write(redis_key(key), encode_value(value), detail::checked_ttl(ttl, "redis_store::put"),
+                 always{}, false);
+  }
+
+  // The guarded fill: SET only if `still_valid()` returns true while the key's stripe mutex is
+  // held; the mutex is held until the SET is answered, and erase() takes it around its DEL. False:
+  // rejected_stale and nothing sent. A failed fill is rejected_unavailable and is *not* recorded
+  // as a pending invalidation (a fill replaces nothing this process wrote). `still_valid` must be
+  // noexcept and cheap and must not call into the store.
+  template <detail::nothrow_condition Pred>
+  put_result put_if(K key, V value, Pred still_valid) {
+    return write(redis_key(key), encode_value(value), default_ttl(), still_valid, true);
+  }
+  template <class Rep, class Period, detail::nothrow_condition Pred>
+  put_result put_if(K key, V value, std::chrono::duration<Rep, Period> ttl, Pred still_valid) {
+    return write(redis_key(key), encode_value(value),
+                 detail::checked_ttl(ttl, "redis_store::put_if"), still_valid, true);
+  }
+
+  // DEL under the key's stripe mutex: true if Redis removed a key. On failure false, and the key
+  // becomes a pending invalidation (reads of it from this process miss until a DEL succeeds); if
+  // the pending set is full the invalidation is lost (counted).
+  bool erase(const K& key) {
+    const std::string rk = redis_key(key);
+    bool removed = false;
+    std::unique_lock<std::mutex> lock(stripe(rk));
+    attempt a(*this);
+    if (a) {
+      const detail::redis_result r = a.command({"DEL", std::string_view(rk)});
+      if (r.ok()) {
+        a.succeed();
+        pending_.remove(rk);
+        removed = r.reply->type == REDIS_REPLY_INTEGER && r.reply->integer > 0;
+      } else {
+        if (r.failure == detail::redis_failure::server) a.server_error();
+        pending_.add(rk);
+      }
+    } else {
+      pending_.add(rk);
+    }
+    lock.unlock();
+    drain(a);
+    return removed;
+  }
+
+  // One MGET for all `keys`: result[i] is get(keys[i]) (counted as hits and misses). On a failure
+  // every key is a miss. Blocks as one call.
+  std::vector<std::optional<V>> get_all(std::span<const K> keys) {
+    std::vector<std::optional<V>> out(keys.size());
+    if (keys.empty()) return out;
+    std::vector<std::string> rks;
+    rks.reserve(keys.size());
+    for (const K& k : keys) rks.push_back(redis_key(k));
+    std::uint64_t hits = 0;
+    attempt a(*this);
+    if (a) {
+      std::vector<std::string_view> args;
+      args.reserve(rks.size() + 1);
+      args.push_back("MGET");
+      for (const std::string& rk : rks) args.push_back(rk);
+      const detail::redis_result r = a.command(args);
+      if (r.ok() && r.reply->type == REDIS_REPLY_ARRAY && r.reply->elements == rks.size()) {
+        a.succeed();
+        std::vector<std::string_view> garbage{"DEL"};
+        for (std::size_t i = 0; i < rks.size(); ++i) {
+          const redisReply* e = r.reply->element[i];
+          if (e->type != REDIS_REPLY_STRING || pending_.contains(rks[i])) continue;
+          out[i] = ValueCodec::decode(std::string_view(e->str, e->len));
+          if (out[i]) {
+            ++hits;
+          } else {
+            counters_.decode_failures.fetch_add(1, std::memory_order_relaxed);
+            garbage.push_back(rks[i]);
+          }
+        }
+        if (garbage.size() > 1) a.command(garbage);
+      } else if (r.ok() || r.failure == detail::redis_failure::server) {
+        a.server_error();
+      }
+    }
+    counters_.hits.fetch_add(hits, std::memory_order_relaxed);
+    counters_.misses.fetch_add(keys.size() - hits, std::memory_order_relaxed);
+    drain(a);
+    return out;
+  }
+
+  // put() for every item, as pipelined SETs on one connection (one round trip), with the default
+  // TTL or `ttl`. result[i] is items[i]'s outcome. Holds the stripe mutexes of all the keys (in
+  // index order) until the replies are in.
+  std::vector<put_result> put_all(std::span<const std::pair<K, V>> items) {
+    return write_all(items, default_ttl());
+  }
+  template <class Rep, class Period>
+  std::vector<put_result> put_all(std::span<const std::pair<K, V>> items,
+                                  std::chrono::duration<Rep, Period> ttl) {
+    return write_all(items, detail::checked_ttl(ttl, "redis_store::put_all"));
+  }
+
+  // A snapshot of the counters (relaxed loads; each exact, not atomic as a set). Never blocks.
+  redis_stats stats() const noexcept {
+    redis_stats s;
+    s.hits = counters_.hits.load(std::memory_order_relaxed);
+    s.misses = counters_.misses.load(std::memory_order_relaxed);
+    s.timeouts = counters_.timeouts.load(std::memory_order_relaxed);
+    s.connection_errors = counters_.connection_errors.load(std::memory_order_relaxed);
+    s.server_errors = counters_.server_errors.load(std::memory_order_relaxed);
+    s.decode_failures = counters_.decode_failures.load(std::memory_order_relaxed);
+    s.connect_attempts = counters_.connect_attempts.load(std::memory_order_relaxed);
+    s.breaker = breaker_.state();
+    s.breaker_opened = breaker_.opened_count();
+    s.breaker_closed = breaker_.closed_count();
+    s.fast_failures = counters_.fast_failures.load(std::memory_order_relaxed);
+    s.pending_invalidations = pending_.size();
+    s.lost_invalidations = pending_.lost();
+    return s;
+  }
+
+  const Clock& clock() const noexcept { return clock_; }
+  const redis_options& options() const noexcept { return opts_; }
+
+ private:
+  struct counters {
+    std::atomic<std::uint64_t> hits{0};
+    std::atomic<std::uint64_t> misses{0};
+    std::atomic<std::uint64_t> timeouts{0};
+    std::atomic<std::uint64_t> connection_errors{0};
+    std::atomic<std::uint64_t> server_errors{0};
+    std::atomic<std::uint64_t> decode_failures{0};
+    std::atomic<std::uint64_t> connect_attempts{0};
+    std::atomic<std::uint64_t> fast_failures{0};
+  };
+
+  // One call's way to Redis: the breaker's admission, then a pooled connection. Converts to false
+  // if the call cannot go out (refused by the breaker, or no connection: counted and reported).
+  // Every failure of a command it runs is counted and reported to the breaker; a failure after the
+  // call's admission was already reported as a success counts as a fresh failure.
+  class attempt {
+   public:
+    explicit attempt(redis_store& s) : s_(s), permit_(s.breaker_, s.breaker_.acquire()) {
+      if (permit_.kind() == admit::refused) {
+        s_.counters_.fast_failures.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+      detail::redis_failure f;
+      conn_ = s_.pool_.acquire(
+          f, [this] { s_.counters_.connect_attempts.fetch_add(1, std::memory_order_relaxed); });
+      if (!conn_) fail(f);
+    }
+    attempt(const attempt&) = delete;
+    attempt& operator=(const attempt&) = delete;
+
+    explicit operator bool() const noexcept { return conn_ && !conn_->broken(); }
+
+    detail::redis_result command(std::span<const std::string_view> args) {
+      detail::redis_result r = conn_->command(args);
+      if (r.failure == detail::redis_failure::timeout ||
+          r.failure == detail::redis_failure::connection) {
+        fail(r.failure);
+      }
+      return r;
+    }
+    detail::redis_result command(std::initializer_list<std::string_view> args) {
+      return command(std::span<const std::string_view>(args.begin(), args.size()));
+    }
+    bool append(std::span<const std::string_view> args) {
+      if (conn_->append(args)) return true;
+      fail(detail::redis_failure::connection);
+      return false;
+    }
+    detail::redis_result read_reply() {
+      detail::redis_result r = conn_->read_reply();
+      if (r.failure == detail::redis_failure::timeout ||
+          r.failure == detail::redis_failure::connection) {
+        fail(r.failure);
+      }
+      return r;
+    }
+
+    // Redis answered: the breaker hears a success (once).
+    void succeed() noexcept {
+      if (!reported_) permit_.success();
+      reported_ = true;
+    }
+    // Redis answered with an error reply: counted; for the breaker Redis is up.
+    void server_error() noexcept {
+      s_.counters_.server_errors.fetch_add(1, std::memory_order_relaxed);
+      succeed();
+    }
+
+   private:
+    void fail(detail::redis_failure f) noexcept {
+      if (f == detail::redis_failure::timeout) {
+        s_.counters_.timeouts.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        s_.counters_.connection_errors.fetch_add(1, std::memory_order_relaxed);
+      }
+      if (!reported_) {
+        permit_.failure();
+      } else {
+        s_.breaker_.on_failure(admit::closed);
+      }
+      reported_ = true;
+    }
+
+    redis_store& s_;
+    typename breaker_type::probe_guard permit_;
+    detail::redis_pool::lease conn_;
+    bool reported_ = false;
+  };
+
+  // The condition of a plain put(): always true.
+  struct always {
+    bool operator()() const noexcept { return true; }
+  };
+
+  static redis_options validated(redis_options o) {
+    using std::chrono::hours;
+    using std::chrono::milliseconds;
+    if (o.unix_socket.empty()) {
+      if (o.host.empty()) {
+        throw invalid_option("host", "is empty: set host (and port) or unix_socket");
+      }
+      if (o.port < 1 || o.port > 65535) {
+        throw invalid_option("port", "= " + std::to_string(o.port) + ": must be in [1, 65535]");
+      }
+    } else if (o.unix_socket.size() > 107) {
+      throw invalid_option("unix_socket", "is " + std::to_string(o.unix_socket.size()) +
+                                              " bytes long: must be at most 107");
+    }
+    const auto check_timeout = [](milliseconds t, const char* name) {
+      if (t < milliseconds(1) || t > hours(1)) {
+        throw invalid_option(name,
+                             "= " + std::to_string(t.count()) + " ms: must be in [1 ms, 1 hour]");
+      }
+    };
+    check_timeout(o.connect_timeout, "connect_timeout");
+    check_timeout(o.command_timeout, "command_timeout");
+    if (o.pool_size < 1 || o.pool_size > 1024) {
+      throw invalid_option("pool_size",
+                           "= " + std::to_string(o.pool_size) + ": must be in [1, 1024]");
+    }
+    if (!o.username.empty() && o.password.empty()) {
+      throw invalid_option("username", "is set but password is not: set both, or neither");
+    }
+    if (o.database < 0) {
+      throw invalid_option("database",
+                           "= " + std::to_string(o.database) + ": must be in [0, 2^31)");
+    }
+    if (o.default_ttl <= std::chrono::nanoseconds::zero()) {
+      throw invalid_option("default_ttl",
+                           "is not positive: must be > 0, or cachet::no_expiry for none");
+    }
+    if (o.breaker.failures_to_open < 1 || o.breaker.failures_to_open > 0x7fffffffu) {
+      throw invalid_option(
+          "breaker.failures_to_open",
+          "= " + std::to_string(o.breaker.failures_to_open) + ": must be in [1, 2^31)");
+    }
+    if (o.breaker.open_for <= std::chrono::nanoseconds::zero()) {
+      throw invalid_option("breaker.open_for", "is not positive: must be > 0");
+    }
+    if (o.max_pending_invalidations < 1 || o.max_pending_invalidations > (std::size_t{1} << 24)) {
+      throw invalid_option(
+          "max_pending_invalidations",
+          "= " + std::to_string(o.max_pending_invalidations) + ": must be in [1, 2^24]");
+    }
+    return o;
+  }
+
+  std::string redis_key(const K& key) const {
+    std::string rk;
+    rk.reserve(opts_.key_prefix.size() + 16);
+    rk.append(opts_.key_prefix);
+    KeyCodec::encode(key, rk);
+    return rk;
+  }
+  static std::string encode_value(const V& value) {
+    std::string bytes;
+    ValueCodec::encode(value, bytes);
+    return bytes;
+  }
+
+  std::mutex& stripe(std::string_view rk) noexcept { return stripes_[stripe_index(rk)]; }
+
+  std::chrono::nanoseconds default_ttl() const noexcept { return opts_.default_ttl; }
+
+  // The PX argument for `ttl`: whole milliseconds rounded up; empty for no_expiry.
+  static std::string px_of(std::chrono::nanoseconds ttl) {
+    if (ttl == no_expiry) return {};
+    const std::int64_t ns = ttl.count();
+    const std::int64_t ms = ns / 1'000'000 + (ns % 1'000'000 != 0 ? 1 : 0);
+    return std::to_string(std::max<std::int64_t>(ms, 1));
+  }
+
+  std::optional<V> read(const K& key, bool count) {
+    const std::string rk = redis_key(key);
+    std::optional<V> out;
+    if (pending_.contains(rk)) {
+      retry_pending(rk);
+    } else {
+      attempt a(*this);
+      if (a) {
+        const detail::redis_result r = a.command({"GET", std::string_view(rk)});
+        bool garbage = false;
+        if (r.ok()) {
+          a.succeed();
+          if (r.reply->type == REDIS_REPLY_STRING) {
+            out = ValueCodec::decode(std::string_view(r.reply->str, r.reply->len));
+            garbage = !out;
+          } else if (r.reply->type != REDIS_REPLY_NIL) {
+            garbage = true;
+          }
+        } else if (r.failure == detail::redis_failure::server) {
+          // WRONGTYPE: the key holds a list, a hash...: garbage under our key. Anything else is
+          // the server refusing (LOADING, a changed ACL...).
+          garbage = std::string_view(r.reply->str, r.reply->len).starts_with("WRONGTYPE");
+          garbage ? a.succeed() : a.server_error();
+        }
+        if (garbage) {
+          counters_.decode_failures.fetch_add(1, std::memory_order_relaxed);
+          if (a) a.command({"DEL", std::string_view(rk)});
+        }
+        drain(a);
+      }
+      // An erase() that failed while our GET was in flight: do not serve what it meant to remove.
+      if (out && pending_.contains(rk)) out.reset();
+    }
+    if (count) (out ? counters_.hits : counters_.misses).fetch_add(1, std::memory_order_relaxed);
+    return out;
+  }
+
+  template <class Pred>
+  put_result write(std::string rk, std::string value, std::chrono::nanoseconds ttl,
+                   Pred&& still_valid, bool fill) {
+    std::unique_lock<std::mutex> lock(stripe(rk));
+    if (!still_valid()) return put_result::rejected_stale;
+    const std::string px = px_of(ttl);
+    put_result result = put_result::rejected_unavailable;
+    attempt a(*this);
+    if (a) {
+      const detail::redis_result r =
+          px.empty() ? a.command({"SET", std::string_view(rk), std::string_view(value)})
+                     : a.command({"SET", std::string_view(rk), std::string_view(value), "PX",
+                                  std::string_view(px)});
+      if (r.ok()) {
+        a.succeed();
+        pending_.remove(rk);
+        result = put_result::inserted;
+      } else if (r.failure == detail::redis_failure::server) {
+        a.server_error();
+      }
+    }
+    if (result != put_result::inserted && !fill) pending_.add(rk);
+    lock.unlock();
+    drain(a);
+    return result;
+  }
+
+  std::vector<put_result> write_all(std::span<const std::pair<K, V>> items,
+                                    std::chrono::nanoseconds ttl) {
+    std::vector<put_result> out(items.size(), put_result::rejected_unavailable);
+    if (items.empty()) return out;
+    std::vector<std::string> rks;
+    std::vector<std::string> values;
+    rks.reserve(items.size());
+    values.reserve(items.size());
+    for (const auto& [k, v] : items) {
+      rks.push_back(redis_key(k));
+      values.push_back(encode_value(v));
+    }
+    const std::string px = px_of(ttl);
+
+    // Lock every stripe the keys fall in, in index order (deadlock-free against other put_alls;
+    // single-key writers hold one stripe and never wait for a second).
+    std::array<bool, k_stripes> need{};
+    for (const std::string& rk : rks) need[stripe_index(rk)] = true;
+    std::vector<std::unique_lock<std::mutex>> locks;
+    for (std::size_t i = 0; i < k_stripes; ++i) {
+      if (need[i]) locks.emplace_back(stripes_[i]);
+    }
+
+    attempt a(*this);
+    std::size_t sent = 0;
+    if (a) {
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        std::array<std::string_view, 5> args{"SET", rks[i], values[i], "PX", px};
+        if (!a.append(std::span<const std::string_view>(args.data(), px.empty() ? 3 : 5))) break;
+        ++sent;
+      }
+      for (std::size_t i = 0; i < sent; ++i) {
+        const detail::redis_result r = a.read_reply();
+        if (r.ok()) {
+          a.succeed();
+          out[i] = put_result::inserted;
+          pending_.remove(rks[i]);
+        } else if (r.failure == detail::redis_failure::server) {
+          a.server_error();
+        } else {
+          break;  // the connection is gone: the rest are unknown
+        }
+      }
+    }
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      if (out[i] != put_result::inserted) pending_.add(rks[i]);
+    }
+    locks.clear();
+    drain(a);
+    return out;
+  }
+
+  std::size_t stripe_index(std::string_view rk) const noexcept {
+    return absl::Hash<std::string_view>{}(rk) % k_stripes;
+  }
+
+  // A read of a pending key: try its DEL now (the read answers a miss either way).
+  void retry_pending(const std::string& rk) {
+    attempt a(*this);
+    drain(a, rk);
+  }
+
+  // Retries the DEL of up to k_drain_per_call pending keys (`first` first) on a's connection, if it
+  // is healthy. Never waits for a stripe: a key whose stripe is busy is left for later. Called
+  // with no stripe held.
+  void drain(attempt& a, std::string_view first = {}) {
+    if (!a || (first.empty() && pending_.size() == 0)) return;
+    std::vector<std::string> keys = pending_.sample(k_drain_per_call);
+    if (!first.empty()) keys.insert(keys.begin(), std::string(first));
+    for (const std::string& rk : keys) {
+      std::unique_lock<std::mutex> lock(stripe(rk), std::try_to_lock);
+      if (!lock.owns_lock() || !pending_.contains(rk)) continue;
+      const detail::redis_result r = a.command({"DEL", std::string_view(rk)});
+      if (r.ok()) {
+        a.succeed();
+        pending_.remove(rk);
+      } else {
+        if (r.failure == detail::redis_failure::server) a.server_error();
+        return;
+      }
+    }
+  }
+
+  const redis_options opts_;
+  Clock clock_;
+  breaker_type breaker_;
+  detail::redis_pool pool_;
+  detail::pending_invalidations pending_;
+  std::array<std::mutex, k_stripes> stripes_;
+  counters counters_;
+};
+
+}  // namespace cachet
