@@ -16,6 +16,7 @@
 //   cachet/xfetch.hpp         XFetch probabilistic early expiry
 //   cachet/write_through.hpp  the write-through pattern (invalidate or update after the write)
 //   cachet/write_back.hpp     the write-back pattern: batched, coalescing, bounded, retrying
+//   cachet/tiered_store.hpp   a near cache: an in-process L1 in front of any store (Redis)
 // Thread safety and exception safety: see each header.
 //
 // Example:
@@ -46,6 +47,7 @@
 #include "cachet/source.hpp"
 #include "cachet/stats.hpp"
 #include "cachet/store.hpp"
+#include "cachet/tiered_store.hpp"
 #include "cachet/write_back.hpp"
 #include "cachet/write_through.hpp"
 #include "cachet/xfetch.hpp"

@@ -36,5 +36,9 @@ template <class K, class V>
 struct store_options;
 struct cache_stats;
 class invalid_option;
+struct tiered_options;
+struct tiered_stats;
+template <class L1, class L2>
+class tiered_store;
 
 }  // namespace cachet
