@@ -6,7 +6,8 @@
 // construction: connections are made on first use. `redis_stats` is the snapshot stats() returns.
 //
 // Thread safety: plain values; copy freely.
-// Exception safety: nothing here throws; redis_store's constructor throws invalid_option.
+// Exception safety: the structs never throw; detail::validate_connection() (used by redis_store and
+// the invalidation listener) throws invalid_option, and allocates only for its message.
 //
 // Example:
 //   cachet::redis_options opts{
@@ -124,5 +125,40 @@ constexpr std::string_view to_string(breaker_state s) noexcept {
   }
   return "unknown";
 }
+
+namespace detail {
+
+// A timeout or interval option of the Redis tier: in [1 ms, 1 hour], else invalid_option(name).
+inline void check_redis_duration(std::chrono::milliseconds d, const char* name) {
+  if (d < std::chrono::milliseconds(1) || d > std::chrono::hours(1)) {
+    throw invalid_option(name, "= " + std::to_string(d.count()) + " ms: must be in [1 ms, 1 hour]");
+  }
+}
+
+// The options every connection to Redis needs (endpoint, timeouts, AUTH, database), checked the
+// same way for redis_store and the invalidation listener. Throws invalid_option naming the first
+// bad one.
+inline void validate_connection(const redis_options& o) {
+  if (o.unix_socket.empty()) {
+    if (o.host.empty())
+      throw invalid_option("host", "is empty: set host (and port) or unix_socket");
+    if (o.port < 1 || o.port > 65535) {
+      throw invalid_option("port", "= " + std::to_string(o.port) + ": must be in [1, 65535]");
+    }
+  } else if (o.unix_socket.size() > 107) {
+    throw invalid_option("unix_socket", "is " + std::to_string(o.unix_socket.size()) +
+                                            " bytes long: must be at most 107");
+  }
+  check_redis_duration(o.connect_timeout, "connect_timeout");
+  check_redis_duration(o.command_timeout, "command_timeout");
+  if (!o.username.empty() && o.password.empty()) {
+    throw invalid_option("username", "is set but password is not: set both, or neither");
+  }
+  if (o.database < 0) {
+    throw invalid_option("database", "= " + std::to_string(o.database) + ": must be in [0, 2^31)");
+  }
+}
+
+}  // namespace detail
 
 }  // namespace cachet

@@ -290,6 +290,15 @@ class redis_store {
   const Clock& clock() const noexcept { return clock_; }
   const redis_options& options() const noexcept { return opts_; }
 
+  // The key whose Redis name is `redis_key` (key_prefix + KeyCodec(key)): nullopt if the name does
+  // not start with key_prefix or KeyCodec refuses the rest. For turning the names an invalidation
+  // listener reports into keys (redis/invalidation_listener.hpp). Never blocks; throws what
+  // KeyCodec::decode throws (std::bad_alloc).
+  std::optional<K> key_from_redis(std::string_view redis_key) const {
+    if (!redis_key.starts_with(opts_.key_prefix)) return std::nullopt;
+    return KeyCodec::decode(redis_key.substr(opts_.key_prefix.size()));
+  }
+
  private:
   struct counters {
     std::atomic<std::uint64_t> hits{0};
@@ -386,37 +395,10 @@ class redis_store {
   };
 
   static redis_options validated(redis_options o) {
-    using std::chrono::hours;
-    using std::chrono::milliseconds;
-    if (o.unix_socket.empty()) {
-      if (o.host.empty()) {
-        throw invalid_option("host", "is empty: set host (and port) or unix_socket");
-      }
-      if (o.port < 1 || o.port > 65535) {
-        throw invalid_option("port", "= " + std::to_string(o.port) + ": must be in [1, 65535]");
-      }
-    } else if (o.unix_socket.size() > 107) {
-      throw invalid_option("unix_socket", "is " + std::to_string(o.unix_socket.size()) +
-                                              " bytes long: must be at most 107");
-    }
-    const auto check_timeout = [](milliseconds t, const char* name) {
-      if (t < milliseconds(1) || t > hours(1)) {
-        throw invalid_option(name,
-                             "= " + std::to_string(t.count()) + " ms: must be in [1 ms, 1 hour]");
-      }
-    };
-    check_timeout(o.connect_timeout, "connect_timeout");
-    check_timeout(o.command_timeout, "command_timeout");
+    detail::validate_connection(o);
     if (o.pool_size < 1 || o.pool_size > 1024) {
       throw invalid_option("pool_size",
                            "= " + std::to_string(o.pool_size) + ": must be in [1, 1024]");
-    }
-    if (!o.username.empty() && o.password.empty()) {
-      throw invalid_option("username", "is set but password is not: set both, or neither");
-    }
-    if (o.database < 0) {
-      throw invalid_option("database",
-                           "= " + std::to_string(o.database) + ": must be in [0, 2^31)");
     }
     if (o.default_ttl <= std::chrono::nanoseconds::zero()) {
       throw invalid_option("default_ttl",

@@ -170,6 +170,11 @@ class redis_connection {
 
   bool broken() const noexcept { return broken_; }
 
+  // The hiredis context, for a caller that drives the socket itself (the invalidation listener
+  // polls the fd and reads with redisBufferRead). Whoever uses it keeps the rules above: after an
+  // I/O error the context is unusable, and a write must run under a sigpipe_guard.
+  redisContext* native_handle() noexcept { return ctx_; }
+
  private:
   explicit redis_connection(redisContext* ctx) noexcept : ctx_(ctx) {}
 
