@@ -88,7 +88,34 @@ struct redis_options {
   // it from this process answer a miss. A failure beyond the bound is counted in
   // redis_stats::lost_invalidations and that key may be served stale until its TTL.
   std::size_t max_pending_invalidations = 4096;
+
+  // Where try_lease()/release_lease() keep a key's lease (redis/lease_loader.hpp): the lease of the
+  // data key D (= key_prefix + KeyCodec(key)) is `lease_prefix + "{" + D + "}"`. The braces are a
+  // Redis Cluster hash tag: the lease hashes to D's slot (when D itself holds no '{' or '}'), so a
+  // later script may touch both. Not empty, no '{' or '}'. With a key_prefix set, neither prefix
+  // may be a prefix of the other, so no data key can be a lease; with no key_prefix, a key that
+  // encodes to something starting with lease_prefix would share the lease's name (pick a prefix).
+  std::string lease_prefix = "cachet:lease:";
 };
+
+// What try_lease() found.
+enum class lease_result : std::uint8_t {
+  acquired,     // the lease is ours until released or its time runs out
+  held,         // another token holds it
+  unavailable,  // Redis failed, refused the command, or the breaker is open: nobody knows
+};
+
+constexpr std::string_view to_string(lease_result r) noexcept {
+  switch (r) {
+    case lease_result::acquired:
+      return "acquired";
+    case lease_result::held:
+      return "held";
+    case lease_result::unavailable:
+      return "unavailable";
+  }
+  return "unknown";
+}
 
 // The state of the circuit breaker.
 enum class breaker_state : std::uint8_t {
@@ -112,6 +139,10 @@ struct redis_stats {
   std::uint64_t fast_failures = 0;   // calls refused by the open breaker, without network
   std::uint64_t pending_invalidations = 0;  // keys whose DEL has not reached Redis yet, now
   std::uint64_t lost_invalidations = 0;     // invalidations dropped: the pending set was full
+  std::uint64_t leases_acquired = 0;        // try_lease() calls that took the lease
+  std::uint64_t leases_contended = 0;       // try_lease() calls that found it held
+  std::uint64_t leases_released = 0;        // release_lease() calls that deleted our lease
+  std::uint64_t lease_release_lost = 0;     // release_lease() found another token, or none: expired
 };
 
 constexpr std::string_view to_string(breaker_state s) noexcept {

@@ -25,9 +25,13 @@
 // k_stripes, by key hash) is held from still_valid() to the end of the SET, and erase() of the key
 // holds it around its DEL, so in this process an erase can neither slip between the check and the
 // write nor be overtaken by it. Across processes this is eventual: another process's DEL may reach
-// Redis before our SET of a row we loaded earlier; the TTL bounds how long that row is served. (A
-// later part of the Redis tier adds a lease.) A write that timed out may still be applied by a
+// Redis before our SET of a row we loaded earlier; the TTL bounds how long that row is served. A
+// write that timed out may still be applied by a
 // server that was only slow; the TTL bounds that too.
+//
+// try_lease(key, token, lease) / release_lease(key, token): a per-key lease for one load across
+// processes (SET <lease key> token NX PX, and a compare-and-delete script), under
+// `lease_prefix + "{" + data key + "}"`; redis/lease_loader.hpp builds the stampede guard on them.
 //
 // Thread safety: every member is safe to call from any thread at once. A call holds one pooled
 // connection for its commands only; a write holds its key's stripe mutex for its SET/DEL (a
@@ -189,6 +193,26 @@ class redis_store {
                  detail::checked_ttl(ttl, "redis_store::put_if"), still_valid, true);
   }
 
+  // For a layer that loads a value outside the patterns and writes it here itself (lease_loader):
+  // write_mark(key) before it reads the origin, put_unless_written(key, value, mark) after. The
+  // second is put(key, value) unless a put(), put_all() or erase() of a key in `key`'s stripe came
+  // in between from this process (a pattern's write or invalidate(), say): then nothing is sent
+  // and the result is rejected_stale, so a row read before a write never lands after it. Checked
+  // under the stripe mutex, like put_if(). Both block on that mutex; a failed write adds no
+  // pending invalidation (as a fill).
+  std::uint64_t write_mark(const K& key) {
+    const std::size_t i = stripe_index(redis_key(key));
+    std::lock_guard<std::mutex> lock(stripes_[i]);
+    return stripe_writes_[i];
+  }
+  put_result put_unless_written(K key, V value, std::uint64_t mark) {
+    std::string rk = redis_key(key);
+    const std::size_t i = stripe_index(rk);
+    return write(
+        std::move(rk), encode_value(value), default_ttl(),
+        [this, i, mark]() noexcept { return stripe_writes_[i] == mark; }, true);
+  }
+
   // DEL under the key's stripe mutex: true if Redis removed a key. On failure false, and the key
   // becomes a pending invalidation (reads of it from this process miss until a DEL succeeds); if
   // the pending set is full the invalidation is lost (counted).
@@ -196,6 +220,7 @@ class redis_store {
     const std::string rk = redis_key(key);
     bool removed = false;
     std::unique_lock<std::mutex> lock(stripe(rk));
+    ++stripe_writes_[stripe_index(rk)];
     attempt a(*this);
     if (a) {
       const detail::redis_result r = a.command({"DEL", std::string_view(rk)});
@@ -268,6 +293,84 @@ class redis_store {
     return write_all(items, detail::checked_ttl(ttl, "redis_store::put_all"));
   }
 
+  // The lease of `key` for a cross-process load (redis/lease_loader.hpp): SET <lease key> token
+  // NX PX lease, where the lease key is options().lease_prefix + "{" + key_prefix +
+  // KeyCodec(key) + "}". acquired: the lease is `token`'s for `lease` (or until released);
+  // held: another token holds it; unavailable: Redis failed, refused it (counted in
+  // server_errors), or the breaker is open. Goes through the breaker and counts like every call;
+  // blocks as one. Throws std::invalid_argument if `lease` is not positive or `token` is empty,
+  // std::bad_alloc, and what KeyCodec throws.
+  lease_result try_lease(const K& key, std::string_view token, std::chrono::milliseconds lease) {
+    if (lease <= std::chrono::milliseconds::zero()) {
+      throw std::invalid_argument("redis_store::try_lease: lease must be positive");
+    }
+    if (token.empty()) throw std::invalid_argument("redis_store::try_lease: token is empty");
+    const std::string lk = lease_key(key);
+    const std::string px = std::to_string(lease.count());
+    lease_result out = lease_result::unavailable;
+    attempt a(*this);
+    if (a) {
+      const detail::redis_result r =
+          a.command({"SET", std::string_view(lk), token, "NX", "PX", std::string_view(px)});
+      if (r.ok()) {
+        a.succeed();
+        if (r.reply->type == REDIS_REPLY_STATUS) {
+          out = lease_result::acquired;
+          counters_.leases_acquired.fetch_add(1, std::memory_order_relaxed);
+        } else if (r.reply->type == REDIS_REPLY_NIL) {
+          out = lease_result::held;
+          counters_.leases_contended.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          a.server_error();
+        }
+      } else if (r.failure == detail::redis_failure::server) {
+        a.server_error();
+      }
+    }
+    drain(a);
+    return out;
+  }
+
+  // Gives back the lease of `key` if `token` still holds it: one EVAL of a compare-and-delete
+  // script, so a lease that expired and was taken by another token is left alone. True: deleted
+  // (counted in leases_released). False: `token` did not hold it (expired, or taken over: counted
+  // in lease_release_lost), or Redis failed (then the lease runs out by itself). Blocks as one
+  // call; throws std::bad_alloc and what KeyCodec throws.
+  bool release_lease(const K& key, std::string_view token) {
+    static constexpr std::string_view k_script =
+        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
+        "else return 0 end";
+    const std::string lk = lease_key(key);
+    bool released = false;
+    attempt a(*this);
+    if (a) {
+      const detail::redis_result r =
+          a.command({"EVAL", k_script, "1", std::string_view(lk), token});
+      if (r.ok() && r.reply->type == REDIS_REPLY_INTEGER) {
+        a.succeed();
+        released = r.reply->integer == 1;
+        (released ? counters_.leases_released : counters_.lease_release_lost)
+            .fetch_add(1, std::memory_order_relaxed);
+      } else if (r.ok() || r.failure == detail::redis_failure::server) {
+        a.server_error();
+      }
+    }
+    drain(a);
+    return released;
+  }
+
+  // The Redis name of `key`'s lease (see try_lease). Throws std::bad_alloc.
+  std::string lease_key(const K& key) const {
+    std::string lk;
+    lk.reserve(opts_.lease_prefix.size() + opts_.key_prefix.size() + 18);
+    lk.append(opts_.lease_prefix);
+    lk.push_back('{');
+    lk.append(opts_.key_prefix);
+    KeyCodec::encode(key, lk);
+    lk.push_back('}');
+    return lk;
+  }
+
   // A snapshot of the counters (relaxed loads; each exact, not atomic as a set). Never blocks.
   redis_stats stats() const noexcept {
     redis_stats s;
@@ -284,6 +387,10 @@ class redis_store {
     s.fast_failures = counters_.fast_failures.load(std::memory_order_relaxed);
     s.pending_invalidations = pending_.size();
     s.lost_invalidations = pending_.lost();
+    s.leases_acquired = counters_.leases_acquired.load(std::memory_order_relaxed);
+    s.leases_contended = counters_.leases_contended.load(std::memory_order_relaxed);
+    s.leases_released = counters_.leases_released.load(std::memory_order_relaxed);
+    s.lease_release_lost = counters_.lease_release_lost.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -309,6 +416,10 @@ class redis_store {
     std::atomic<std::uint64_t> decode_failures{0};
     std::atomic<std::uint64_t> connect_attempts{0};
     std::atomic<std::uint64_t> fast_failures{0};
+    std::atomic<std::uint64_t> leases_acquired{0};
+    std::atomic<std::uint64_t> leases_contended{0};
+    std::atomic<std::uint64_t> leases_released{0};
+    std::atomic<std::uint64_t> lease_release_lost{0};
   };
 
   // One call's way to Redis: the breaker's admission, then a pooled connection. Converts to false
@@ -417,6 +528,15 @@ class redis_store {
           "max_pending_invalidations",
           "= " + std::to_string(o.max_pending_invalidations) + ": must be in [1, 2^24]");
     }
+    if (o.lease_prefix.empty() || o.lease_prefix.find_first_of("{}") != std::string::npos) {
+      throw invalid_option("lease_prefix", "must be non-empty and hold no '{' or '}'");
+    }
+    if (!o.key_prefix.empty() &&
+        (o.lease_prefix.starts_with(o.key_prefix) || o.key_prefix.starts_with(o.lease_prefix))) {
+      throw invalid_option("lease_prefix",
+                           "and key_prefix are prefixes of one another: a data key could be "
+                           "named like a lease");
+    }
     return o;
   }
 
@@ -487,6 +607,7 @@ class redis_store {
                    Pred&& still_valid, bool fill) {
     std::unique_lock<std::mutex> lock(stripe(rk));
     if (!still_valid()) return put_result::rejected_stale;
+    if (!fill) ++stripe_writes_[stripe_index(rk)];
     const std::string px = px_of(ttl);
     put_result result = put_result::rejected_unavailable;
     attempt a(*this);
@@ -529,7 +650,9 @@ class redis_store {
     for (const std::string& rk : rks) need[stripe_index(rk)] = true;
     std::vector<std::unique_lock<std::mutex>> locks;
     for (std::size_t i = 0; i < k_stripes; ++i) {
-      if (need[i]) locks.emplace_back(stripes_[i]);
+      if (!need[i]) continue;
+      locks.emplace_back(stripes_[i]);
+      ++stripe_writes_[i];
     }
 
     attempt a(*this);
@@ -598,6 +721,8 @@ class redis_store {
   detail::redis_pool pool_;
   detail::pending_invalidations pending_;
   std::array<std::mutex, k_stripes> stripes_;
+  // put(), put_all() and erase() calls per stripe, each under its stripe mutex (write_mark()).
+  std::array<std::uint64_t, k_stripes> stripe_writes_{};
   counters counters_;
 };
 
