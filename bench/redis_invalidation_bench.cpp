@@ -33,74 +33,14 @@
 #include <thread>
 #include <vector>
 
+#include "redis_bench_server.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-// A redis-server child in a temporary directory; killed and cleaned up by the destructor.
-struct server {
-  std::filesystem::path dir;
-  int port = free_port();
-  pid_t pid = -1;
-
-  server() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "cachet-bench-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    dir = tmpl;
-    std::vector<std::string> args{"redis-server",
-                                  "--port",
-                                  std::to_string(port),
-                                  "--bind",
-                                  "127.0.0.1",
-                                  "--unixsocket",
-                                  socket(),
-                                  "--save",
-                                  "",
-                                  "--appendonly",
-                                  "no",
-                                  "--logfile",
-                                  (dir / "redis.log").string()};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid = ::fork();
-    if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      ::execvp(argv[0], argv.data());
-      ::_exit(127);
-    }
-    for (int i = 0; i < 1000; ++i) {
-      redisContext* c = redisConnectUnix(socket().c_str());
-      const bool up = c != nullptr && c->err == 0;
-      if (c != nullptr) redisFree(c);
-      if (up) return;
-      std::this_thread::sleep_for(10ms);
-    }
-    throw std::runtime_error("redis-server did not start (is it in PATH?)");
-  }
-  ~server() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
-  std::string socket() const { return (dir / "redis.sock").string(); }
-};
+using server = cachet_bench::redis_child;
 
 // t1 of every key index, filled by on_keys.
 struct arrivals {
@@ -180,11 +120,11 @@ int main(int argc, char** argv) {
   server s;
   cachet::redis_options tcp;
   tcp.host = "127.0.0.1";
-  tcp.port = s.port;
+  tcp.port = s.port();
   cachet::redis_options unix_socket;
   unix_socket.unix_socket = s.socket();
 
-  redisContext* tcp_writer = redisConnect("127.0.0.1", s.port);
+  redisContext* tcp_writer = redisConnect("127.0.0.1", s.port());
   redisContext* unix_writer = redisConnectUnix(s.socket().c_str());
   bool ok = tcp_writer != nullptr && tcp_writer->err == 0 && unix_writer != nullptr &&
             unix_writer->err == 0;

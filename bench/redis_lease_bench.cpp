@@ -35,6 +35,8 @@
 #include <thread>
 #include <vector>
 
+#include "redis_bench_server.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -49,84 +51,17 @@ struct config {
   int load_ms = 20;
 };
 
-// A redis-server child in a temporary directory; killed and cleaned up by the destructor.
-struct server {
-  std::filesystem::path dir;
-  pid_t pid = -1;
+using server = cachet_bench::redis_child;
 
-  server() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "cachet-lease-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    dir = tmpl;
-    std::vector<std::string> args{"redis-server",
-                                  "--port",
-                                  "0",
-                                  "--unixsocket",
-                                  socket(),
-                                  "--save",
-                                  "",
-                                  "--appendonly",
-                                  "no",
-                                  "--logfile",
-                                  (dir / "redis.log").string()};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid = ::fork();
-    if (pid < 0) throw std::runtime_error("fork failed");
-    if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      ::execvp(argv[0], argv.data());
-      ::_exit(127);
-    }
-    for (int i = 0; i < 1000; ++i) {
-      if (redisReply* r = command({"PING"})) {
-        freeReplyObject(r);
-        return;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    throw std::runtime_error("redis-server did not start (is it in PATH?)");
-  }
-  server(const server&) = delete;
-  server& operator=(const server&) = delete;
-  ~server() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
-  std::string socket() const { return (dir / "redis.sock").string(); }
-
-  // One command on a fresh connection; nullptr if Redis could not be reached. Caller frees.
-  redisReply* command(const std::vector<std::string>& args) const {
-    redisContext* c = redisConnectUnix(socket().c_str());
-    if (c == nullptr) return nullptr;
-    redisReply* r = nullptr;
-    if (c->err == 0) {
-      std::vector<const char*> argv;
-      std::vector<std::size_t> lens;
-      for (const std::string& a : args) {
-        argv.push_back(a.data());
-        lens.push_back(a.size());
-      }
-      r = static_cast<redisReply*>(
-          redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data()));
-    }
-    redisFree(c);
-    return r;
-  }
-  long long integer(const std::vector<std::string>& args) const {
-    redisReply* r = command(args);
-    long long out = -1;
-    if (r != nullptr && r->type == REDIS_REPLY_INTEGER) out = r->integer;
-    if (r != nullptr && r->type == REDIS_REPLY_STRING) out = std::atoll(r->str);
-    if (r != nullptr) freeReplyObject(r);
-    return out;
-  }
-};
+// An integer reply (or a decimal string) of one command; -1 on failure.
+long long integer(const server& srv, const std::vector<std::string>& args) {
+  redisReply* r = srv.command(args);
+  long long out = -1;
+  if (r != nullptr && r->type == REDIS_REPLY_INTEGER) out = r->integer;
+  if (r != nullptr && r->type == REDIS_REPLY_STRING) out = std::atoll(r->str);
+  if (r != nullptr) freeReplyObject(r);
+  return out;
+}
 
 // One worker process: T threads reading "hot" until `end`; writes each request's latency (ns) to
 // `out`. Returns false if anything failed.
@@ -139,7 +74,7 @@ bool worker(const server& srv, const config& cfg, bool with_lease, steady::time_
   o.pool_size = static_cast<std::size_t>(cfg.threads) + 2;
   cachet::cache_aside<string_store> cache(o);
   auto origin = [&srv, &cfg](const std::string&) -> std::optional<std::string> {
-    srv.integer({"INCR", "origin_loads"});
+    integer(srv, {"INCR", "origin_loads"});
     std::this_thread::sleep_for(std::chrono::milliseconds(cfg.load_ms));
     return std::string(64, 'v');
   };
@@ -182,7 +117,7 @@ bool run(const server& srv, const config& cfg, int procs, bool with_lease) {
   std::vector<pid_t> kids;
   std::vector<std::filesystem::path> files;
   for (int p = 0; p < procs; ++p) {
-    files.push_back(srv.dir / ("lat." + std::to_string(p)));
+    files.push_back(srv.dir() / ("lat." + std::to_string(p)));
     const pid_t pid = ::fork();
     if (pid < 0) throw std::runtime_error("fork failed");
     if (pid == 0) {
@@ -214,7 +149,7 @@ bool run(const server& srv, const config& cfg, int procs, bool with_lease) {
     return all[std::min(all.size() - 1, static_cast<std::size_t>(q * double(all.size() - 1)))] /
            1000.0;
   };
-  const long long loads = srv.integer({"GET", "origin_loads"});
+  const long long loads = integer(srv, {"GET", "origin_loads"});
   const double periods = cfg.seconds * 1000.0 / cfg.ttl_ms;
   std::printf(
       "%-22s P=%d T=%d  origin loads %4lld  per %d ms TTL period %5.2f  requests %8zu  "
