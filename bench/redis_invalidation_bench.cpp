@@ -92,7 +92,8 @@ bool run(const char* label, cachet::redis_options conn, redisContext* writer, in
   std::vector<double> us;
   us.reserve(static_cast<std::size_t>(writes));
   for (int i = 0; i < writes; ++i) {
-    const std::string key = "bench:" + std::to_string(i);
+    std::string key = "bench:";
+    key += std::to_string(i);
     const auto t0 = steady::now();
     auto* r = static_cast<redisReply*>(redisCommand(writer, "SET %s v", key.c_str()));
     if (r == nullptr) return false;

@@ -117,7 +117,7 @@ bool run(const server& srv, const config& cfg, int procs, bool with_lease) {
   std::vector<pid_t> kids;
   std::vector<std::filesystem::path> files;
   for (int p = 0; p < procs; ++p) {
-    files.push_back(srv.dir() / ("lat." + std::to_string(p)));
+    files.push_back(srv.dir() / std::string("lat.").append(std::to_string(p)));
     const pid_t pid = ::fork();
     if (pid < 0) throw std::runtime_error("fork failed");
     if (pid == 0) {
@@ -179,7 +179,7 @@ config parse(int argc, char** argv) {
     } else if (a == "--load-ms") {
       c.load_ms = std::stoi(v);
     } else {
-      throw std::invalid_argument("unknown option " + a);
+      throw std::invalid_argument(std::string("unknown option ").append(a));
     }
   }
   return c;

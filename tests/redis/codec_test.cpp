@@ -40,7 +40,7 @@ TEST_CASE("string_codec: identity, binary-safe, appends", "[redis][codec]") {
   const std::string v("a\0b\xff", 4);
   std::string out = "prefix:";
   cachet::string_codec::encode(v, out);
-  CHECK(out == "prefix:" + v);
+  CHECK(out == std::string("prefix:").append(v));
   CHECK(cachet::string_codec::decode(v) == v);
   CHECK(cachet::string_codec::decode("") == std::string());
 }

@@ -59,7 +59,8 @@ TEST_CASE("redis_store: writes refused under maxmemory noeviction; reads still s
   const std::string big(64 * 1024, 'x');
   int refused_at = -1;
   for (int i = 0; i < 100 && refused_at < 0; ++i) {
-    if (s.put("fill" + std::to_string(i), big) == cachet::put_result::rejected_unavailable) {
+    if (s.put(std::string("fill").append(std::to_string(i)), big) ==
+        cachet::put_result::rejected_unavailable) {
       refused_at = i;
     }
   }

@@ -317,7 +317,8 @@ TEST_CASE("redis_store: concurrent callers share the pool", "[redis]") {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 200; ++i) {
-        const std::string key = "k" + std::to_string((t * 7 + i) % 10);
+        std::string key = "k";
+        key += std::to_string((t * 7 + i) % 10);
         switch (i % 4) {
           case 0:
             s.put(key, key);
