@@ -24,11 +24,13 @@
 #include <cachet/redis/options.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -72,6 +74,18 @@ class redis_server {
     kill();
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
+  }
+
+  // On a free 127.0.0.1 TCP port with --cluster-enabled yes (its nodes.conf in its directory, so a
+  // restart() keeps its node id), not yet part of a cluster (redis_cluster.hpp joins them). A
+  // cluster keeps serving the slots of live nodes when one is down (require-full-coverage no).
+  static std::unique_ptr<redis_server> cluster_node() {
+    auto s = std::unique_ptr<redis_server>(new redis_server(tcp_tag{}, {}, cluster_port()));
+    s->extra_args_ = {
+        "--cluster-enabled",      "yes",  "--cluster-config-file",           "nodes.conf",
+        "--cluster-node-timeout", "3000", "--cluster-require-full-coverage", "no"};
+    s->start();
+    return s;
   }
 
   // Options that reach this server (unix socket, or host/port and the password).
@@ -157,8 +171,8 @@ class redis_server {
 
  private:
   struct tcp_tag {};
-  redis_server(tcp_tag, std::string password)
-      : password_(std::move(password)), port_(free_port()) {}
+  redis_server(tcp_tag, std::string password, int port = free_port())
+      : password_(std::move(password)), port_(port) {}
 
   static std::string find_in_path(const std::string& name) {
     const char* path = std::getenv("PATH");
@@ -191,6 +205,32 @@ class redis_server {
     ::close(fd);
     REQUIRE(ok);
     return ntohs(addr.sin_port);
+  }
+
+  // Whether 127.0.0.1:`port` can be bound now.
+  static bool bindable(int port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return false;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    return ok;
+  }
+
+  // A port for a cluster node: at most 55535 (the cluster bus listens on port + 10000), below the
+  // kernel's ephemeral range, with both it and its bus port free now. At most 1000 random tries.
+  static int cluster_port() {
+    std::random_device rd;
+    std::uniform_int_distribution<int> pick(20000, 22767);
+    for (int i = 0; i < 1000; ++i) {
+      const int p = pick(rd);
+      if (bindable(p) && bindable(p + 10000)) return p;
+    }
+    FAIL("no free port pair (p, p + 10000) for a cluster node");
+    return 0;
   }
 
   std::string log_text() const {
@@ -226,6 +266,7 @@ class redis_server {
       args.insert(args.end(), {"--bind", "127.0.0.1"});
     }
     if (!password_.empty()) args.insert(args.end(), {"--requirepass", password_});
+    args.insert(args.end(), extra_args_.begin(), extra_args_.end());
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -261,6 +302,7 @@ class redis_server {
   }
 
   std::string password_;
+  std::vector<std::string> extra_args_;
   int port_ = 0;  // 0: unix socket
   std::filesystem::path dir_ = make_temp_dir();
   pid_t pid_ = -1;

@@ -224,6 +224,12 @@ class redis_invalidation_listener {
   // The connection options the listener uses; the same rules as redis_store's.
   static redis_options validated(redis_options o) {
     detail::validate_connection(o);
+    if (!o.cluster_seeds.empty()) {
+      throw invalid_option("cluster_seeds",
+                           "is set: this listener hears one server; for a Redis Cluster use "
+                           "redis_cluster_invalidation_listener "
+                           "(cachet/redis/cluster_invalidation_listener.hpp)");
+    }
     return o;
   }
 

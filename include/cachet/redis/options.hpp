@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "cachet/options.hpp"
 
@@ -42,10 +43,29 @@ struct breaker_options {
   std::chrono::nanoseconds open_for = std::chrono::seconds(1);
 };
 
+// One node of a Redis Cluster, as a seed: host (a name or address, not empty) and port.
+struct redis_endpoint {
+  std::string host;
+  int port = 6379;
+};
+
 struct redis_options {
-  // TCP endpoint, used when unix_socket is empty. host must not be empty; port in [1, 65535].
+  // TCP endpoint, used when unix_socket is empty and cluster_seeds is. host must not be empty;
+  // port in [1, 65535].
   std::string host = "127.0.0.1";
   int port = 6379;
+
+  // Redis Cluster: when not empty, the store talks to a cluster, and these are the nodes it asks
+  // for the slot map (CLUSTER SLOTS) first; host/port/unix_socket are then not used. Any reachable
+  // subset of the nodes will do: the map names the rest. Keys are routed by hash slot ({hash tags}
+  // honoured), MOVED and ASK are followed, and the map is fetched again when a node says it moved.
+  // Cluster nodes are reached over TCP only, and have database 0 only (database must be 0).
+  std::vector<redis_endpoint> cluster_seeds{};
+
+  // The least time between two fetches of the cluster's slot map (a MOVED reply or a lost node
+  // asks for one; between fetches, MOVED answers are still followed one by one). In [1 ms,
+  // 1 hour]. Ignored without cluster_seeds.
+  std::chrono::milliseconds cluster_refresh_interval{100};
 
   // Path of Redis's unix socket; when set, host and port are ignored. At most 107 bytes.
   std::string unix_socket{};
@@ -143,6 +163,11 @@ struct redis_stats {
   std::uint64_t leases_contended = 0;       // try_lease() calls that found it held
   std::uint64_t leases_released = 0;        // release_lease() calls that deleted our lease
   std::uint64_t lease_release_lost = 0;     // release_lease() found another token, or none: expired
+  // Redis Cluster only (all 0 otherwise):
+  std::uint64_t moved_redirects = 0;     // MOVED replies followed (the slot map was updated)
+  std::uint64_t ask_redirects = 0;       // ASK replies followed (a slot in migration)
+  std::uint64_t slot_map_refreshes = 0;  // CLUSTER SLOTS fetches that succeeded
+  std::uint64_t cluster_nodes = 0;       // primaries known now (1 for a single server)
 };
 
 constexpr std::string_view to_string(breaker_state s) noexcept {
@@ -170,7 +195,30 @@ inline void check_redis_duration(std::chrono::milliseconds d, const char* name) 
 // same way for redis_store and the invalidation listener. Throws invalid_option naming the first
 // bad one.
 inline void validate_connection(const redis_options& o) {
-  if (o.unix_socket.empty()) {
+  if (!o.cluster_seeds.empty()) {
+    if (!o.unix_socket.empty()) {
+      throw invalid_option("unix_socket",
+                           "is set with cluster_seeds: cluster nodes are reached over TCP; leave "
+                           "unix_socket empty");
+    }
+    if (o.database != 0) {
+      throw invalid_option("database", "= " + std::to_string(o.database) +
+                                           " with cluster_seeds: a Redis Cluster has database 0 "
+                                           "only");
+    }
+    if (o.cluster_seeds.size() > 1024) {
+      throw invalid_option("cluster_seeds", "holds " + std::to_string(o.cluster_seeds.size()) +
+                                                " nodes: at most 1024");
+    }
+    for (const redis_endpoint& e : o.cluster_seeds) {
+      if (e.host.empty()) throw invalid_option("cluster_seeds", "has a node with an empty host");
+      if (e.port < 1 || e.port > 65535) {
+        throw invalid_option("cluster_seeds",
+                             "has port " + std::to_string(e.port) + ": must be in [1, 65535]");
+      }
+    }
+    check_redis_duration(o.cluster_refresh_interval, "cluster_refresh_interval");
+  } else if (o.unix_socket.empty()) {
     if (o.host.empty())
       throw invalid_option("host", "is empty: set host (and port) or unix_socket");
     if (o.port < 1 || o.port > 65535) {

@@ -7,6 +7,11 @@
 // Argv calls, so both may hold any bytes. get = GET, contains = EXISTS, put = SET [PX ms],
 // erase = DEL, get_all = one MGET, put_all = pipelined SETs. Needs hiredis (link cachet::redis).
 //
+// Redis Cluster: with redis_options::cluster_seeds set, every command goes to the primary that
+// serves its key's hash slot (redis/detail/redis_nodes.hpp keeps the map; {hash tags} honoured),
+// MOVED and ASK are followed, get_all and put_all become one pipeline per node, and each primary
+// has its own pool and breaker. docs/redis.md ("Redis Cluster") has the rules.
+//
 // Failure behaviour (docs/redis.md has the table): every command waits at most command_timeout
 // per socket read or write. A circuit breaker opens after breaker.failures_to_open consecutive
 // failures (timeouts, connection errors); while open, every call fails at once without touching
@@ -83,9 +88,11 @@
 #include "cachet/options.hpp"
 #include "cachet/redis/codec.hpp"
 #include "cachet/redis/detail/circuit_breaker.hpp"
+#include "cachet/redis/detail/cluster_slots.hpp"
 #include "cachet/redis/detail/connection.hpp"
 #include "cachet/redis/detail/connection_pool.hpp"
 #include "cachet/redis/detail/pending_invalidations.hpp"
+#include "cachet/redis/detail/redis_nodes.hpp"
 #include "cachet/redis/options.hpp"
 #include "cachet/store.hpp"
 
@@ -105,6 +112,8 @@ class redis_store {
 
   using breaker_type = detail::circuit_breaker<Clock>;
   using admit = typename breaker_type::admit;
+  using nodes_type = detail::redis_nodes<Clock>;
+  using node = typename nodes_type::node;
 
  public:
   using key_type = K;
@@ -124,14 +133,15 @@ class redis_store {
   static constexpr std::size_t k_stripes = 64;
   // Pending invalidations retried after each successful call, at most.
   static constexpr std::size_t k_drain_per_call = 4;
+  // MOVED/ASK redirections one command follows before the last error reply stands.
+  static constexpr int k_max_redirects = 5;
 
   // Validates `opts` (throws invalid_option naming the first bad one). Connects nothing: the first
   // call does. Allocates the pool's bookkeeping; throws std::bad_alloc.
   explicit redis_store(redis_options opts, Clock clock = Clock{})
       : opts_(validated(std::move(opts))),
         clock_(clock),
-        breaker_(opts_.breaker, clock_),
-        pool_(opts_),
+        nodes_(opts_, clock_),
         pending_(opts_.max_pending_invalidations) {}
 
   redis_store(const redis_store&) = delete;
@@ -151,7 +161,7 @@ class redis_store {
       retry_pending(rk);
       return false;
     }
-    attempt a(*this);
+    attempt a(*this, rk);
     if (!a) return false;
     const detail::redis_result r = a.command({"EXISTS", std::string_view(rk)});
     bool found = false;
@@ -221,7 +231,7 @@ class redis_store {
     bool removed = false;
     std::unique_lock<std::mutex> lock(stripe(rk));
     ++stripe_writes_[stripe_index(rk)];
-    attempt a(*this);
+    attempt a(*this, rk);
     if (a) {
       const detail::redis_result r = a.command({"DEL", std::string_view(rk)});
       if (r.ok()) {
@@ -240,16 +250,20 @@ class redis_store {
     return removed;
   }
 
-  // One MGET for all `keys`: result[i] is get(keys[i]) (counted as hits and misses). On a failure
-  // every key is a miss. Blocks as one call.
+  // result[i] is get(keys[i]) (counted as hits and misses). One server: one MGET, and on a
+  // failure every key is a miss; blocks as one call. A cluster: the keys are grouped by the node
+  // that serves them and each group is one pipeline of GETs (MGET needs its keys in one slot); a
+  // key redirected by MOVED or ASK is read again alone, following the redirection; a failed node
+  // makes its keys misses. Blocks as one call per node.
   std::vector<std::optional<V>> get_all(std::span<const K> keys) {
     std::vector<std::optional<V>> out(keys.size());
     if (keys.empty()) return out;
     std::vector<std::string> rks;
     rks.reserve(keys.size());
     for (const K& k : keys) rks.push_back(redis_key(k));
+    if (nodes_.cluster()) return get_all_cluster(keys, rks, std::move(out));
     std::uint64_t hits = 0;
-    attempt a(*this);
+    attempt a(*this, nodes_[0]);
     if (a) {
       std::vector<std::string_view> args;
       args.reserve(rks.size() + 1);
@@ -308,7 +322,7 @@ class redis_store {
     const std::string lk = lease_key(key);
     const std::string px = std::to_string(lease.count());
     lease_result out = lease_result::unavailable;
-    attempt a(*this);
+    attempt a(*this, lk);
     if (a) {
       const detail::redis_result r =
           a.command({"SET", std::string_view(lk), token, "NX", "PX", std::string_view(px)});
@@ -342,7 +356,7 @@ class redis_store {
         "else return 0 end";
     const std::string lk = lease_key(key);
     bool released = false;
-    attempt a(*this);
+    attempt a(*this, lk);
     if (a) {
       const detail::redis_result r =
           a.command({"EVAL", k_script, "1", std::string_view(lk), token});
@@ -381,9 +395,17 @@ class redis_store {
     s.server_errors = counters_.server_errors.load(std::memory_order_relaxed);
     s.decode_failures = counters_.decode_failures.load(std::memory_order_relaxed);
     s.connect_attempts = counters_.connect_attempts.load(std::memory_order_relaxed);
-    s.breaker = breaker_.state();
-    s.breaker_opened = breaker_.opened_count();
-    s.breaker_closed = breaker_.closed_count();
+    // The worst breaker of all nodes (open, then half_open, then closed); transitions summed.
+    for (std::size_t i = 0; i < nodes_.size(); ++i) {
+      const breaker_type& b = nodes_[i].breaker;
+      const breaker_state st = b.state();
+      if (st == breaker_state::open ||
+          (st == breaker_state::half_open && s.breaker == breaker_state::closed)) {
+        s.breaker = st;
+      }
+      s.breaker_opened += b.opened_count();
+      s.breaker_closed += b.closed_count();
+    }
     s.fast_failures = counters_.fast_failures.load(std::memory_order_relaxed);
     s.pending_invalidations = pending_.size();
     s.lost_invalidations = pending_.lost();
@@ -391,6 +413,10 @@ class redis_store {
     s.leases_contended = counters_.leases_contended.load(std::memory_order_relaxed);
     s.leases_released = counters_.leases_released.load(std::memory_order_relaxed);
     s.lease_release_lost = counters_.lease_release_lost.load(std::memory_order_relaxed);
+    s.moved_redirects = counters_.moved.load(std::memory_order_relaxed);
+    s.ask_redirects = counters_.asks.load(std::memory_order_relaxed);
+    s.slot_map_refreshes = nodes_.refreshes();
+    s.cluster_nodes = nodes_.primaries();
     return s;
   }
 
@@ -420,36 +446,46 @@ class redis_store {
     std::atomic<std::uint64_t> leases_contended{0};
     std::atomic<std::uint64_t> leases_released{0};
     std::atomic<std::uint64_t> lease_release_lost{0};
+    std::atomic<std::uint64_t> moved{0};
+    std::atomic<std::uint64_t> asks{0};
   };
 
-  // One call's way to Redis: the breaker's admission, then a pooled connection. Converts to false
-  // if the call cannot go out (refused by the breaker, or no connection: counted and reported).
-  // Every failure of a command it runs is counted and reported to the breaker; a failure after the
-  // call's admission was already reported as a success counts as a fresh failure.
+  // One call's way to Redis: the node that serves the call's key (the only one, for a single
+  // server), that node's breaker's admission, then one of its pooled connections. Converts to
+  // false if the call cannot go out (refused by the breaker, or no connection: counted and
+  // reported). Every failure of a command it runs is counted and reported to the node's breaker;
+  // a failure after the call's admission was already reported as a success counts as a fresh
+  // failure. In a cluster, command() follows MOVED and ASK: the node that redirected is reported a
+  // success (it answered), and the attempt moves to the node named, through that node's breaker.
   class attempt {
    public:
-    explicit attempt(redis_store& s) : s_(s), permit_(s.breaker_, s.breaker_.acquire()) {
-      if (permit_.kind() == admit::refused) {
-        s_.counters_.fast_failures.fetch_add(1, std::memory_order_relaxed);
-        return;
-      }
-      detail::redis_failure f;
-      conn_ = s_.pool_.acquire(
-          f, [this] { s_.counters_.connect_attempts.fetch_add(1, std::memory_order_relaxed); });
-      if (!conn_) fail(f);
+    // To the node that serves the Redis key `rk`.
+    attempt(redis_store& s, std::string_view rk) : s_(s) {
+      enter(s_.nodes_.for_key(rk, s_.on_connect()));
     }
+    // To `n` (a cluster's per-node pipelines).
+    attempt(redis_store& s, node& n) : s_(s) { enter(n); }
     attempt(const attempt&) = delete;
     attempt& operator=(const attempt&) = delete;
 
     explicit operator bool() const noexcept { return conn_ && !conn_->broken(); }
 
+    node& where() const noexcept { return *node_; }
+
     detail::redis_result command(std::span<const std::string_view> args) {
-      detail::redis_result r = conn_->command(args);
-      if (r.failure == detail::redis_failure::timeout ||
-          r.failure == detail::redis_failure::connection) {
-        fail(r.failure);
+      for (int hop = 0;; ++hop) {
+        detail::redis_result r = asking_ ? asking(args) : conn_->command(args);
+        if (r.failure == detail::redis_failure::timeout ||
+            r.failure == detail::redis_failure::connection) {
+          fail(r.failure);
+          return r;
+        }
+        if (r.failure != detail::redis_failure::server || hop == k_max_redirects ||
+            !s_.nodes_.cluster() || !follow(r)) {
+          return r;
+        }
+        if (!*this) return {nullptr, detail::redis_failure::connection};
       }
-      return r;
     }
     detail::redis_result command(std::initializer_list<std::string_view> args) {
       return command(std::span<const std::string_view>(args.begin(), args.size()));
@@ -470,7 +506,7 @@ class redis_store {
 
     // Redis answered: the breaker hears a success (once).
     void succeed() noexcept {
-      if (!reported_) permit_.success();
+      if (!reported_) permit_->success();
       reported_ = true;
     }
     // Redis answered with an error reply: counted; for the breaker Redis is up.
@@ -480,6 +516,56 @@ class redis_store {
     }
 
    private:
+    void enter(node& n) {
+      node_ = &n;
+      reported_ = false;
+      permit_.emplace(n.breaker, n.breaker.acquire());
+      if (permit_->kind() == admit::refused) {
+        s_.counters_.fast_failures.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+      detail::redis_failure f;
+      conn_ = n.pool.acquire(f, s_.on_connect());
+      if (!conn_) fail(f);
+    }
+
+    // `r` is an error reply: if it is MOVED or ASK, move to the node it names and say true (the
+    // command is to be sent again there, ASK: preceded by ASKING); else false.
+    bool follow(const detail::redis_result& r) {
+      detail::cluster_redirect to =
+          detail::parse_redirect(std::string_view(r.reply->str, r.reply->len));
+      if (to.type == detail::cluster_redirect::kind::none) return false;
+      node* target = s_.nodes_.at(to.host.empty() ? node_->opts.host : to.host, to.port);
+      if (target == nullptr) return false;  // k_max_nodes known: the error reply stands
+      succeed();
+      if (to.type == detail::cluster_redirect::kind::moved) {
+        s_.counters_.moved.fetch_add(1, std::memory_order_relaxed);
+        s_.nodes_.moved(to.slot, *target);
+        asking_ = false;
+      } else {
+        s_.counters_.asks.fetch_add(1, std::memory_order_relaxed);
+        asking_ = true;
+      }
+      conn_ = {};
+      permit_.reset();
+      enter(*target);
+      return true;
+    }
+
+    // ASKING, then the command, in one round trip: the reply to the command.
+    detail::redis_result asking(std::span<const std::string_view> args) {
+      static constexpr std::array<std::string_view, 1> k_asking{"ASKING"};
+      if (!conn_->append(k_asking) || !conn_->append(args)) {
+        return {nullptr, detail::redis_failure::connection};
+      }
+      detail::redis_result first = conn_->read_reply();
+      if (first.failure == detail::redis_failure::timeout ||
+          first.failure == detail::redis_failure::connection) {
+        return first;
+      }
+      return conn_->read_reply();
+    }
+
     void fail(detail::redis_failure f) noexcept {
       if (f == detail::redis_failure::timeout) {
         s_.counters_.timeouts.fetch_add(1, std::memory_order_relaxed);
@@ -487,18 +573,28 @@ class redis_store {
         s_.counters_.connection_errors.fetch_add(1, std::memory_order_relaxed);
       }
       if (!reported_) {
-        permit_.failure();
+        permit_->failure();
       } else {
-        s_.breaker_.on_failure(admit::closed);
+        node_->breaker.on_failure(admit::closed);
       }
       reported_ = true;
+      s_.nodes_.lost();
     }
 
     redis_store& s_;
-    typename breaker_type::probe_guard permit_;
+    node* node_ = nullptr;
+    // Declared before conn_: destroyed after it, so the connection is back in its pool before an
+    // unreported probe is abandoned (and the next caller probes).
+    std::optional<typename breaker_type::probe_guard> permit_;
     detail::redis_pool::lease conn_;
     bool reported_ = false;
+    bool asking_ = false;
   };
+
+  // Counts a connection attempt (the pools call it before they connect).
+  auto on_connect() noexcept {
+    return [this] { counters_.connect_attempts.fetch_add(1, std::memory_order_relaxed); };
+  }
 
   // The condition of a plain put(): always true.
   struct always {
@@ -571,7 +667,7 @@ class redis_store {
     if (pending_.contains(rk)) {
       retry_pending(rk);
     } else {
-      attempt a(*this);
+      attempt a(*this, rk);
       if (a) {
         const detail::redis_result r = a.command({"GET", std::string_view(rk)});
         bool garbage = false;
@@ -610,7 +706,7 @@ class redis_store {
     if (!fill) ++stripe_writes_[stripe_index(rk)];
     const std::string px = px_of(ttl);
     put_result result = put_result::rejected_unavailable;
-    attempt a(*this);
+    attempt a(*this, rk);
     if (a) {
       const detail::redis_result r =
           px.empty() ? a.command({"SET", std::string_view(rk), std::string_view(value)})
@@ -655,33 +751,170 @@ class redis_store {
       ++stripe_writes_[i];
     }
 
-    attempt a(*this);
-    std::size_t sent = 0;
-    if (a) {
-      for (std::size_t i = 0; i < items.size(); ++i) {
-        std::array<std::string_view, 5> args{"SET", rks[i], values[i], "PX", px};
-        if (!a.append(std::span<const std::string_view>(args.data(), px.empty() ? 3 : 5))) break;
-        ++sent;
-      }
-      for (std::size_t i = 0; i < sent; ++i) {
-        const detail::redis_result r = a.read_reply();
-        if (r.ok()) {
-          a.succeed();
-          out[i] = put_result::inserted;
-          pending_.remove(rks[i]);
-        } else if (r.failure == detail::redis_failure::server) {
-          a.server_error();
-        } else {
-          break;  // the connection is gone: the rest are unknown
+    const auto set_args = [&](std::size_t i) {
+      return std::array<std::string_view, 5>{"SET", rks[i], values[i], "PX", px};
+    };
+    const std::size_t argc = px.empty() ? 3 : 5;
+    std::vector<std::size_t> redirected;  // cluster: items a node sent elsewhere
+    bool healthy = false;                 // some node ended the call answering
+    for (auto& [where, idx] : group_by_node(rks)) {
+      attempt a(*this, *where);
+      std::size_t sent = 0;
+      if (a) {
+        for (std::size_t i : idx) {
+          const auto args = set_args(i);
+          if (!a.append(std::span<const std::string_view>(args.data(), argc))) break;
+          ++sent;
         }
+        for (std::size_t k = 0; k < sent; ++k) {
+          const std::size_t i = idx[k];
+          const detail::redis_result r = a.read_reply();
+          if (r.ok()) {
+            a.succeed();
+            out[i] = put_result::inserted;
+            pending_.remove(rks[i]);
+          } else if (r.failure == detail::redis_failure::server) {
+            if (is_redirect(r, a.where())) {
+              a.succeed();
+              redirected.push_back(i);
+            } else {
+              a.server_error();
+            }
+          } else {
+            break;  // the connection is gone: the rest are unknown
+          }
+        }
+      }
+      healthy = healthy || static_cast<bool>(a);
+    }
+    // Each redirected SET again, alone, following MOVED/ASK (the stripes are still held).
+    for (std::size_t i : redirected) {
+      attempt a(*this, rks[i]);
+      if (!a) continue;
+      const auto args = set_args(i);
+      const detail::redis_result r =
+          a.command(std::span<const std::string_view>(args.data(), argc));
+      if (r.ok()) {
+        a.succeed();
+        out[i] = put_result::inserted;
+        pending_.remove(rks[i]);
+      } else if (r.failure == detail::redis_failure::server) {
+        a.server_error();
       }
     }
     for (std::size_t i = 0; i < items.size(); ++i) {
       if (out[i] != put_result::inserted) pending_.add(rks[i]);
     }
     locks.clear();
-    drain(a);
+    if (healthy) drain_any();
     return out;
+  }
+
+  // get_all() on a cluster: one pipeline of GETs per node, redirected keys read again alone.
+  std::vector<std::optional<V>> get_all_cluster(std::span<const K> keys,
+                                                const std::vector<std::string>& rks,
+                                                std::vector<std::optional<V>> out) {
+    std::uint64_t hits = 0;
+    std::vector<std::size_t> redirected;
+    bool healthy = false;
+    for (auto& [where, idx] : group_by_node(rks)) {
+      attempt a(*this, *where);
+      std::size_t sent = 0;
+      if (a) {
+        for (std::size_t i : idx) {
+          const std::array<std::string_view, 2> args{"GET", rks[i]};
+          if (!a.append(args)) break;
+          ++sent;
+        }
+      }
+      std::vector<std::string_view> garbage{"DEL"};
+      for (std::size_t k = 0; k < sent; ++k) {
+        const std::size_t i = idx[k];
+        const detail::redis_result r = a.read_reply();
+        if (!r.ok() && r.failure != detail::redis_failure::server) break;
+        if (r.failure == detail::redis_failure::server && is_redirect(r, a.where())) {
+          a.succeed();
+          redirected.push_back(i);
+          continue;
+        }
+        if (r.failure == detail::redis_failure::server) {
+          const bool wrongtype =
+              std::string_view(r.reply->str, r.reply->len).starts_with("WRONGTYPE");
+          wrongtype ? a.succeed() : a.server_error();
+          if (!wrongtype) continue;
+        } else {
+          a.succeed();
+          if (r.reply->type == REDIS_REPLY_NIL || pending_.contains(rks[i])) continue;
+          if (r.reply->type == REDIS_REPLY_STRING) {
+            out[i] = ValueCodec::decode(std::string_view(r.reply->str, r.reply->len));
+            if (out[i]) {
+              ++hits;
+              continue;
+            }
+          }
+        }
+        counters_.decode_failures.fetch_add(1, std::memory_order_relaxed);
+        garbage.push_back(rks[i]);
+      }
+      // Each key of the group hashes to this node; a MOVED here is followed like any command.
+      if (garbage.size() > 1 && a) {
+        for (std::size_t g = 1; g < garbage.size(); ++g) a.command({"DEL", garbage[g]});
+      }
+      healthy = healthy || static_cast<bool>(a);
+    }
+    for (std::size_t i : redirected) {
+      out[i] = read(keys[i], false);
+      if (out[i]) ++hits;
+    }
+    counters_.hits.fetch_add(hits, std::memory_order_relaxed);
+    counters_.misses.fetch_add(keys.size() - hits, std::memory_order_relaxed);
+    if (healthy) drain_any();
+    return out;
+  }
+
+  // The indexes of `rks` grouped by the node that serves each (one group for a single server),
+  // groups in order of first appearance, indexes ascending within each.
+  std::vector<std::pair<node*, std::vector<std::size_t>>> group_by_node(
+      const std::vector<std::string>& rks) {
+    std::vector<std::pair<node*, std::vector<std::size_t>>> groups;
+    for (std::size_t i = 0; i < rks.size(); ++i) {
+      node* n = &nodes_.for_key(rks[i], on_connect());
+      auto it =
+          std::find_if(groups.begin(), groups.end(), [n](const auto& g) { return g.first == n; });
+      if (it == groups.end()) {
+        groups.emplace_back(n, std::vector<std::size_t>{});
+        it = groups.end() - 1;
+      }
+      it->second.push_back(i);
+    }
+    return groups;
+  }
+
+  // Whether the error reply `r` (to one command of a pipeline, from `answered`) is MOVED or ASK;
+  // counted, and a MOVED updates the slot map, as attempt::command() does for its own commands.
+  bool is_redirect(const detail::redis_result& r, const node& answered) {
+    const detail::cluster_redirect to =
+        detail::parse_redirect(std::string_view(r.reply->str, r.reply->len));
+    if (to.type == detail::cluster_redirect::kind::none) return false;
+    if (to.type == detail::cluster_redirect::kind::ask) {
+      counters_.asks.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+    counters_.moved.fetch_add(1, std::memory_order_relaxed);
+    if (node* target = nodes_.at(to.host.empty() ? answered.opts.host : to.host, to.port)) {
+      nodes_.moved(to.slot, *target);
+    }
+    return true;
+  }
+
+  // drain() on a fresh attempt, when there is anything to drain (after a multi-node call that
+  // found some node answering).
+  void drain_any() {
+    if (pending_.size() == 0) return;
+    const std::vector<std::string> keys = pending_.sample(1);
+    if (keys.empty()) return;
+    attempt a(*this, keys.front());
+    drain(a);
   }
 
   std::size_t stripe_index(std::string_view rk) const noexcept {
@@ -690,7 +923,7 @@ class redis_store {
 
   // A read of a pending key: try its DEL now (the read answers a miss either way).
   void retry_pending(const std::string& rk) {
-    attempt a(*this);
+    attempt a(*this, rk);
     drain(a, rk);
   }
 
@@ -717,8 +950,7 @@ class redis_store {
 
   const redis_options opts_;
   Clock clock_;
-  breaker_type breaker_;
-  detail::redis_pool pool_;
+  nodes_type nodes_;
   detail::pending_invalidations pending_;
   std::array<std::mutex, k_stripes> stripes_;
   // put(), put_all() and erase() calls per stripe, each under its stripe mutex (write_mark()).
