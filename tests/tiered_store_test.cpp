@@ -374,6 +374,83 @@ TEST_CASE("tiered_store: a promotion that read the old value cannot land after a
   CHECK(t.get(1) == expected);
 }
 
+// Waits (at most a minute, the bound only ends a failing test) until `n` get() calls of `t` wait
+// for another's L2 read.
+template <class T>
+bool until_followers(const T& t, std::uint64_t n) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  while (t.l2_read_stats().coalesced < n) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+TEST_CASE("tiered_store: concurrent L1 misses of a key share one L2 read", "[tiered]") {
+  cachet::manual_clock clock;
+  held_tiered t = make<held_tiered>(clock);
+  t.l2().inner().put(1, 10);
+  t.l2().hold("get");
+
+  std::optional<int> first;
+  std::optional<int> second;
+  background leader([&] { first = t.get(1); }, &t.l2());
+  REQUIRE(t.l2().wait_until_held());  // the leader has read L2 and is held before promoting
+  background follower([&] { second = t.get(1); });
+  REQUIRE(until_followers(t, 1));  // the follower waits for the leader's read
+  t.l2().release();
+  leader.join();
+  follower.join();
+
+  CHECK(first == 10);
+  CHECK(second == 10);
+  CHECK(t.l2().inner().stats().hits == 1);  // one L2 read for both
+  const cachet::tiered_stats st = t.stats();
+  CHECK(st.l2_hits == 2);
+  CHECK(st.coalesced == 1);
+  CHECK(st.promotions == 1);
+  CHECK(t.l2_read_stats().loads == 1);
+}
+
+TEST_CASE(
+    "tiered_store: a read that starts after an invalidation does not take a shared read "
+    "that began before it",
+    "[tiered]") {
+  // (A put through the tier leaves the new value in L1, where the next read finds it.)
+  const std::string op = GENERATE(as<std::string>{}, "erase", "invalidate_local", "clear_local");
+  CAPTURE(op);
+  cachet::manual_clock clock;
+  held_tiered t = make<held_tiered>(clock);
+  t.l2().inner().put(1, 10);
+  t.l2().hold("get");
+
+  std::optional<int> first;
+  background leader([&] { first = t.get(1); }, &t.l2());
+  REQUIRE(t.l2().wait_until_held());  // it read 10 and is held
+
+  std::optional<int> expected = 20;
+  if (op == "erase") {
+    t.erase(1);
+    expected = std::nullopt;
+  } else {
+    t.l2().inner().put(1, 20);  // written elsewhere; the bus tells this instance
+    if (op == "invalidate_local") t.invalidate_local(1);
+    if (op == "clear_local") t.clear_local();
+  }
+  // Started after the invalidation returned; L1 is empty, so it joins the leader's flight.
+  std::optional<int> second;
+  background follower([&] { second = t.get(1); });
+  REQUIRE(until_followers(t, 1));
+  t.l2().release();
+  leader.join();
+  follower.join();
+
+  CHECK(first == 10);         // it overlapped the invalidation: the old value is allowed
+  CHECK(second == expected);  // it did not: the shared read is refused, L2 read afresh
+  CHECK(t.l1().peek(1) != 10);
+  CHECK(t.get(1) == expected);
+}
+
 // Two writers reach L2 in one order and L1 in the other: the earlier L2 write must not be left in
 // L1 over the later one.
 TEST_CASE("tiered_store: racing writers leave L1 with what L2 ends with", "[tiered]") {

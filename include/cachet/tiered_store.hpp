@@ -23,9 +23,10 @@
 // own tier's clock. A promoted entry gets l1_ttl: L2 does not report what is left of its entry's
 // TTL, so a copy may outlive the L2 entry it was read from by up to l1_ttl.
 //
-// Thread safety: every member may be called from any thread at once. Nothing here takes a lock of
-// its own: a read blocks as L1's get (a shard lock) and, on an L1 miss, as L2's get (Redis: up to
-// the store's connect and command timeouts); a write blocks as L2's write plus one L1 operation.
+// Thread safety: every member may be called from any thread at once. A read blocks as L1's get (a
+// shard lock) and, on an L1 miss, on the key's flight (a mutex) and as L2's get (Redis: up to the
+// store's connect and command timeouts), or waits for another thread's L2 read of the key; a write
+// blocks as L2's write plus one L1 operation.
 // L1's removal listener runs on the thread whose operation removed the entry (clear_local()
 // included), with no lock of the tier held.
 //
@@ -60,6 +61,17 @@
 // put_if(k, v, c) forwards c to L2's put_if (so a pattern's fill is refused by L2 under its own
 // exclusion) and then checks c again, with the ticket, for the L1 copy.
 //
+// IMPLEMENTATION DETAILS: one L2 read per miss
+// Reads that miss L1 go through a single_flight per key: the first (the leader) looks at L1 once
+// more inside the flight (another thread's promotion may have landed since its miss), else reads
+// L2 and promotes; the rest wait and share its answer. Each caller takes its ticket before it
+// joins. The leader's answer carries the leader's ticket, taken before it read L2. A follower whose
+// ticket equals it knows no bump (write, invalidation, clear) came between the two, so any write
+// that returned before the follower started had bumped before the leader's ticket, hence changed
+// L2 before the leader read it: the answer is fresh enough. Otherwise the follower reads L2 itself
+// (as before this existed). An answer from the second look at L1 is always fresh enough: L1 holds
+// nothing older than a completed write. Writes therefore need no detach() of the flight.
+//
 // Example:
 //   using l1_t = cachet::sharded_store<std::string, std::string>;
 //   using l2_t = cachet::redis_store<std::string, std::string>;
@@ -88,6 +100,7 @@
 #include "cachet/detail/saturate.hpp"
 #include "cachet/hash.hpp"
 #include "cachet/options.hpp"
+#include "cachet/single_flight.hpp"
 #include "cachet/store.hpp"
 
 namespace cachet {
@@ -111,6 +124,7 @@ struct tiered_stats {
                                           // a suspension, or L1 refused them (full, too heavy)
   std::uint64_t local_invalidations = 0;  // invalidate_local() calls
   std::uint64_t local_clears = 0;         // clear_local() calls (suspend_local() included)
+  std::uint64_t coalesced = 0;  // get() calls that missed L1 and shared another call's L2 read
 };
 
 template <class L1, class L2>
@@ -163,8 +177,13 @@ class tiered_store {
   // ---- reads --------------------------------------------------------------------------------
 
   // L1, then L2; an L2 hit is promoted into L1 for l1_ttl (unless local_suspended(), or a write
-  // or invalidation of the key raced it). Counts l1_hits, l2_hits or misses (and L1's and L2's own
-  // get() count too). Blocks as L1's get, and on an L1 miss as L2's get and L1's put_if.
+  // or invalidation of the key raced it). Concurrent L1 misses of one key share one L2 read (the
+  // first reads and promotes, the others wait for it; see "One L2 read per miss" below), so a hot
+  // key costs L2 one read per l1_ttl per process, however many threads read it. Counts l1_hits,
+  // l2_hits or misses, and coalesced for a read answered by another thread's L2 read (L1's and
+  // L2's own get() count too). Blocks as L1's get, and on an L1 miss as L2's get and L1's put_if,
+  // or as long as the L2 read it waits for. Throws what L2's get throws (to every caller that
+  // shared that read).
   std::optional<mapped_type> get(const key_type& key) {
     const bool local = !local_suspended();
     if (local) {
@@ -174,14 +193,33 @@ class tiered_store {
       }
     }
     const std::uint64_t t = guard_.begin(key);  // before L2 is read: see the file comment
-    std::optional<mapped_type> v = l2_.get(key);
-    if (!v) {
-      count(&slot::misses);
+    bool led = false;
+    const std::optional<shared_read> r = reads_.load(
+        key,
+        [&]() -> std::optional<std::optional<shared_read>> {
+          // Inside the flight: a read that missed L1 just as another's promotion landed.
+          if (local_suspended()) return std::nullopt;
+          std::optional<mapped_type> v = l1_.peek(key);
+          if (!v) return std::nullopt;
+          return std::optional<shared_read>(shared_read{std::move(v), t, true});
+        },
+        [&] {
+          led = true;
+          std::optional<mapped_type> v = l2_.get(key);
+          if (v && local) promote(key, *v, t);
+          return shared_read{std::move(v), t, false};
+        });
+    if (!led && !r->from_l1 && r->token != t) {
+      // The shared read began before a write or invalidation that preceded this call's start (or
+      // of a key sharing the stripe): it may hold the old row. Read L2 afresh.
+      std::optional<mapped_type> v = l2_.get(key);
+      count(v ? &slot::l2_hits : &slot::misses);
+      if (v && local) promote(key, *v, t);
       return v;
     }
-    count(&slot::l2_hits);
-    if (local) promote(key, *v, t);
-    return v;
+    if (!led) count(&slot::coalesced);
+    count(r->from_l1 ? &slot::l1_hits : r->value ? &slot::l2_hits : &slot::misses);
+    return r->value;
   }
 
   // get() without side effects: L1's peek, then L2's peek; promotes nothing and counts nothing
@@ -307,6 +345,10 @@ class tiered_store {
   const tiered_options& options() const noexcept { return opts_; }
   const clock_type& clock() const noexcept { return l1_.clock(); }
 
+  // The shared L2 reads of L1 misses: `loads` L2 reads led, `coalesced` get() calls that waited
+  // for another's (counted when they start waiting), the L2 read latency. See single_flight_stats.
+  single_flight_stats l2_read_stats() const noexcept { return reads_.stats(); }
+
   // The tier's counters (see tiered_stats); L1's and L2's own are at l1().stats(), l2().stats().
   // Lock-free, weakly consistent.
   tiered_stats stats() const noexcept {
@@ -319,6 +361,7 @@ class tiered_store {
       st.promotions_refused += s.promotions_refused.load(std::memory_order_relaxed);
       st.local_invalidations += s.local_invalidations.load(std::memory_order_relaxed);
       st.local_clears += s.local_clears.load(std::memory_order_relaxed);
+      st.coalesced += s.coalesced.load(std::memory_order_relaxed);
     }
     return st;
   }
@@ -328,7 +371,15 @@ class tiered_store {
   // cores do not bounce one line.
   struct alignas(64) slot {
     std::atomic<std::uint64_t> l1_hits{0}, l2_hits{0}, misses{0}, promotions{0},
-        promotions_refused{0}, local_invalidations{0}, local_clears{0};
+        promotions_refused{0}, local_invalidations{0}, local_clears{0}, coalesced{0};
+  };
+
+  // What one L2 read (or the flight's second look at L1) found, shared with the callers that
+  // joined it; `token` is the guard's token of the key taken before L2 was read.
+  struct shared_read {
+    std::optional<mapped_type> value;
+    std::uint64_t token = 0;
+    bool from_l1 = false;
   };
   static constexpr std::size_t k_slots = 16;
 
@@ -418,6 +469,7 @@ class tiered_store {
   L1 l1_;
   L2 l2_;
   detail::invalidation_guard<hasher> guard_;
+  single_flight<key_type, shared_read, hasher, key_equal> reads_;
   alignas(64) std::atomic<std::uint32_t> suspended_{0};
   std::array<slot, k_slots> slots_{};
 };
