@@ -4,7 +4,14 @@
 // unix socket there and on a free loopback TCP port, with persistence off, and waits (at most 10 s)
 // until it answers PING; its destructor SIGKILLs it, reaps it and removes the directory. The child
 // also dies with the thread that forked it (PR_SET_PDEATHSIG), so a crashed benchmark leaves no
-// server behind. Throws std::runtime_error if the server cannot be started.
+// server behind: call kill(), restart(), pause() and resume() from the thread that constructed
+// it (restart() forks the new server from the calling thread). Throws std::runtime_error if the
+// server cannot be started.
+//
+// For outage benchmarks: kill() SIGKILLs the server and reaps it (the directory and the socket
+// file stay, so clients get ECONNREFUSED); restart() starts a fresh, empty server on the same unix
+// socket and port; pause() SIGSTOPs it (connects still complete into the listen backlog, commands
+// go unanswered until resume(), which SIGCONTs it).
 #pragma once
 
 #include <arpa/inet.h>
@@ -34,38 +41,7 @@ class redis_child {
     std::string tmpl = (std::filesystem::temp_directory_path() / "cachet-bench-XXXXXX").string();
     if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
-    std::vector<std::string> args{"redis-server",
-                                  "--port",
-                                  std::to_string(port_),
-                                  "--bind",
-                                  "127.0.0.1",
-                                  "--unixsocket",
-                                  socket(),
-                                  "--save",
-                                  "",
-                                  "--appendonly",
-                                  "no",
-                                  "--logfile",
-                                  (dir_ / "redis.log").string()};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_ = ::fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      ::execvp(argv[0], argv.data());
-      ::_exit(127);
-    }
-    for (int i = 0; i < 1000; ++i) {
-      if (redisReply* r = command({"PING"})) {
-        freeReplyObject(r);
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    stop();
-    throw std::runtime_error("redis-server did not start (is it in PATH?)");
+    start();
   }
   redis_child(const redis_child&) = delete;
   redis_child& operator=(const redis_child&) = delete;
@@ -75,6 +51,32 @@ class redis_child {
   int port() const { return port_; }
   // The server's temporary directory (removed with it): room for a benchmark's scratch files.
   const std::filesystem::path& dir() const { return dir_; }
+
+  // SIGKILLs the server and reaps it; the directory (and the stale socket file) stay. Does nothing
+  // if it is not running.
+  void kill() noexcept {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+      pid_ = -1;
+    }
+  }
+
+  // kill(), then a fresh server (empty: persistence is off) on the same socket and port; waits
+  // (at most 10 s) until it answers PING. Throws std::runtime_error if it does not.
+  void restart() {
+    kill();
+    start();
+  }
+
+  // SIGSTOP / SIGCONT the server: while paused, connects complete (into the listen backlog) but no
+  // command is answered. The destructor's SIGKILL ends a paused server too.
+  void pause() noexcept {
+    if (pid_ > 0) ::kill(pid_, SIGSTOP);
+  }
+  void resume() noexcept {
+    if (pid_ > 0) ::kill(pid_, SIGCONT);
+  }
 
   // One command on a fresh unix-socket connection; nullptr if Redis could not be reached. The
   // caller frees the reply (freeReplyObject).
@@ -108,12 +110,47 @@ class redis_child {
     ::close(fd);
     return ntohs(addr.sin_port);
   }
-  void stop() noexcept {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-      pid_ = -1;
+  // Forks redis-server on dir_'s socket and port_, then waits (at most 10 s) for PING. On failure
+  // kills it, removes the directory and throws.
+  void start() {
+    std::vector<std::string> args{"redis-server",
+                                  "--port",
+                                  std::to_string(port_),
+                                  "--bind",
+                                  "127.0.0.1",
+                                  "--unixsocket",
+                                  socket(),
+                                  "--save",
+                                  "",
+                                  "--appendonly",
+                                  "no",
+                                  "--logfile",
+                                  (dir_ / "redis.log").string()};
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ < 0) {
+      stop();
+      throw std::runtime_error("fork failed");
     }
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      ::execvp(argv[0], argv.data());
+      ::_exit(127);
+    }
+    for (int i = 0; i < 1000; ++i) {
+      if (redisReply* r = command({"PING"})) {
+        freeReplyObject(r);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    stop();
+    throw std::runtime_error("redis-server did not start (is it in PATH?)");
+  }
+  void stop() noexcept {
+    kill();
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
   }
