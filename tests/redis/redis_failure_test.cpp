@@ -154,6 +154,38 @@ TEST_CASE("redis_store: the breaker opens, fails fast, probes once, and closes o
   CHECK(s.get("k2") == "back");
 }
 
+// After a restart every pooled connection is dead. The first failure discards the idle ones, so
+// the probe after open_for connects afresh and closes the breaker, instead of drawing one more dead
+// connection from the pool and re-opening it for another open_for.
+TEST_CASE("redis_store: after a restart, one probe closes the breaker (no dead pooled connection)",
+          "[redis]") {
+  redis_server server;
+  cachet::manual_clock clock;
+  cachet::redis_options o = opts_for(server);
+  o.breaker = {.failures_to_open = 1, .open_for = 10s};
+  o.command_timeout = 5000ms;
+  manual_store s(o, clock);
+
+  // Three idle connections: three gets blocked on a stopped server hold three at once.
+  server.pause();
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 3; ++i) readers.emplace_back([&] { s.get("k"); });
+  const bool three = eventually([&] { return s.stats().connect_attempts == 3; });
+  server.resume();
+  for (std::thread& t : readers) t.join();
+  REQUIRE(three);
+
+  server.restart();         // every connection in the pool is now dead
+  CHECK_FALSE(s.get("k"));  // a dead connection: the breaker opens
+  REQUIRE(s.stats().breaker == cachet::breaker_state::open);
+  clock.advance(10s);
+  CHECK(s.put("k", "back") == cachet::put_result::inserted);  // the probe, on a fresh connection
+  const cachet::redis_stats st = s.stats();
+  CHECK(st.breaker == cachet::breaker_state::closed);
+  CHECK(st.breaker_opened == 1);
+  CHECK(st.connect_attempts == 4);
+}
+
 // While the probe is in flight (blocked on a stopped server), every other call fails fast. The
 // probe's timeout is long (5 s) and the server is resumed once the other calls are made, so the
 // probe is still in flight however slowly this thread runs; it then succeeds and closes the

@@ -579,6 +579,8 @@ class redis_store {
       }
       reported_ = true;
       s_.nodes_.lost();
+      // The node's idle connections are likely as dead as this one (a restart kills them all).
+      if (f == detail::redis_failure::connection) node_->pool.discard_idle();
     }
 
     redis_store& s_;

@@ -12,6 +12,10 @@
 // reconnects (connections are re-made after an error, lazily). Idle connections are taken LIFO,
 // so a burst's extra connections go cold at the bottom of the stack; the pool does not close idle
 // connections (Redis's `timeout` setting may, and the next use then fails once and reconnects).
+// When a connection fails with a connection error (the server died, or restarted), its owner calls
+// discard_idle(): the idle ones were made to the same server and are most likely dead too, and
+// each would fail one more call (a half-open breaker's probe among them, re-opening it for
+// nothing) before the pool reconnected.
 #pragma once
 
 #include <chrono>
@@ -101,6 +105,14 @@ class redis_pool {
       return lease();
     }
     return lease(this, std::move(c));
+  }
+
+  // Closes every idle connection (lent ones come back as usual); the next callers reconnect.
+  // Takes the mutex; the sockets are closed under it (a close, no network wait).
+  void discard_idle() noexcept {
+    std::lock_guard<std::mutex> g(mu_);
+    open_ -= idle_.size();
+    idle_.clear();  // keeps the capacity give_back() relies on
   }
 
  private:
