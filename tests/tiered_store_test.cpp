@@ -284,6 +284,20 @@ TEST_CASE("tiered_store: invalidate_local and clear_local drop L1 only", "[tiere
   CHECK(st.local_clears == 1);
 }
 
+TEST_CASE("tiered_store: invalidate_local_if drops the matching L1 entries only", "[tiered]") {
+  cachet::manual_clock clock;
+  tiered t = make(clock);
+  for (int k = 0; k < 20; ++k) REQUIRE(t.put(k, k * 10) == cachet::put_result::inserted);
+  for (int k = 0; k < 20; ++k) REQUIRE(t.l1().peek(k) == k * 10);
+  t.l2().put(3, 33);  // changed elsewhere: a CDC consumer hears of keys 0-9
+  CHECK(t.invalidate_local_if([](int k) { return k < 10; }) == 10);
+  for (int k = 0; k < 10; ++k) CHECK_FALSE(t.l1().peek(k));
+  for (int k = 10; k < 20; ++k) CHECK(t.l1().peek(k) == k * 10);
+  CHECK(t.l2().peek(5) == 50);  // L2 untouched
+  CHECK(t.get(3) == 33);
+  CHECK(t.stats().local_invalidations == 1);
+}
+
 TEST_CASE("tiered_store: suspend_local bypasses L1; suspends nest", "[tiered]") {
   cachet::manual_clock clock;
   tiered t = make(clock);
@@ -334,8 +348,9 @@ TEST_CASE("tiered_store: options are validated", "[tiered]") {
 // hold it and a fresh get must return the new state.
 TEST_CASE("tiered_store: a promotion that read the old value cannot land after a write",
           "[tiered]") {
-  const std::string op = GENERATE(as<std::string>{}, "put", "put_ttl", "put_if", "erase",
-                                  "invalidate_local", "clear_local", "suspend_local");
+  const std::string op =
+      GENERATE(as<std::string>{}, "put", "put_ttl", "put_if", "erase", "invalidate_local",
+               "invalidate_local_if", "clear_local", "suspend_local");
   CAPTURE(op);
   cachet::manual_clock clock;
   held_tiered t = make<held_tiered>(clock);
@@ -359,6 +374,7 @@ TEST_CASE("tiered_store: a promotion that read the old value cannot land after a
   } else {
     t.l2().inner().put(1, 20);  // written elsewhere; the bus tells this instance
     if (op == "invalidate_local") t.invalidate_local(1);
+    if (op == "invalidate_local_if") t.invalidate_local_if([](int k) { return k < 10; });
     if (op == "clear_local") t.clear_local();
     if (op == "suspend_local") t.suspend_local();
   }
@@ -417,7 +433,8 @@ TEST_CASE(
     "that began before it",
     "[tiered]") {
   // (A put through the tier leaves the new value in L1, where the next read finds it.)
-  const std::string op = GENERATE(as<std::string>{}, "erase", "invalidate_local", "clear_local");
+  const std::string op = GENERATE(as<std::string>{}, "erase", "invalidate_local",
+                                  "invalidate_local_if", "clear_local");
   CAPTURE(op);
   cachet::manual_clock clock;
   held_tiered t = make<held_tiered>(clock);
@@ -435,6 +452,7 @@ TEST_CASE(
   } else {
     t.l2().inner().put(1, 20);  // written elsewhere; the bus tells this instance
     if (op == "invalidate_local") t.invalidate_local(1);
+    if (op == "invalidate_local_if") t.invalidate_local_if([](int k) { return k < 10; });
     if (op == "clear_local") t.clear_local();
   }
   // Started after the invalidation returned; L1 is empty, so it joins the leader's flight.

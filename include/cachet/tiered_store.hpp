@@ -122,7 +122,7 @@ struct tiered_stats {
   std::uint64_t promotions = 0;           // L2 hits copied into L1
   std::uint64_t promotions_refused = 0;   // L2 hits not copied: raced a write, an invalidation or
                                           // a suspension, or L1 refused them (full, too heavy)
-  std::uint64_t local_invalidations = 0;  // invalidate_local() calls
+  std::uint64_t local_invalidations = 0;  // invalidate_local() and invalidate_local_if() calls
   std::uint64_t local_clears = 0;         // clear_local() calls (suspend_local() included)
   std::uint64_t coalesced = 0;  // get() calls that missed L1 and shared another call's L2 read
 };
@@ -307,6 +307,22 @@ class tiered_store {
   void invalidate_local(const key_type& key) {
     invalidate_l1(key);
     count(&slot::local_invalidations);
+  }
+
+  // Drops from L1 only every entry whose key satisfies pred(key): what a change-data-capture
+  // consumer or an operator applies from outside for a group of keys (a prefix, a tenant, a
+  // table). Every promotion and L1 write in flight is refused (of any key: the guard has no
+  // per-group ticket, so a refused unrelated promotion costs one later L1 miss), then L1 is
+  // scanned with sharded_store::erase_if (O(L1 entries); pred runs outside L1's locks, on copies).
+  // A read of a matching key that starts after this returned reads L2. Returns how many entries
+  // were dropped. Throws what pred throws and std::bad_alloc (what was dropped stays dropped).
+  template <class Pred>
+  std::size_t invalidate_local_if(Pred pred) {
+    guard_.invalidate_all();  // first: a promotion that checks after this is refused
+    const std::size_t n =
+        l1_.erase_if([&pred](const key_type& k, const mapped_type&) { return pred(k); });
+    count(&slot::local_invalidations);
+    return n;
   }
 
   // Drops everything from L1 only: every promotion and L1 write in flight is refused, and reads
