@@ -2,11 +2,15 @@
 // down (kill -9), is stopped (SIGSTOP: timeouts), the circuit breaker on a manual clock, and
 // pending invalidations. No sleep decides an outcome; every wait is bounded.
 #include <atomic>
+#include <cachet/cache_aside.hpp>
 #include <cachet/redis/redis_store.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <future>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -312,4 +316,69 @@ TEST_CASE("redis_store: invalidations beyond the pending bound are counted as lo
   const auto st = s.stats();
   CHECK(st.pending_invalidations == 2);
   CHECK(st.lost_invalidations == 1);
+}
+
+// kill -9 of Redis while a load is in flight: the load goes to the origin once, the readers that
+// came meanwhile (missing in the dead Redis) wait for that load instead of loading themselves;
+// while Redis stays down every miss is one origin load per key at a time; a restarted Redis is
+// used again once the breaker's probe gets through.
+TEST_CASE("cache_aside over redis_store: Redis killed during loads; origin loads stay one per key",
+          "[redis]") {
+  redis_server server;
+  cachet::manual_clock clock;
+  cachet::redis_options o = opts_for(server);
+  o.breaker = {.failures_to_open = 2, .open_for = 10s};
+  cachet::cache_aside<manual_store> cache(o, clock);
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool in_load = false;
+  bool release = false;
+  std::atomic<int> origin{0};
+  const auto gated = [&](const std::string& k) -> std::optional<std::string> {
+    origin.fetch_add(1);
+    std::unique_lock<std::mutex> l(mu);
+    in_load = true;
+    cv.notify_all();
+    cv.wait_for(l, std::chrono::minutes(1), [&] { return release; });
+    return "row:" + k;
+  };
+
+  std::optional<std::string> first;
+  std::thread leader([&] { first = cache.get_or_load("hot", gated); });
+  {
+    std::unique_lock<std::mutex> l(mu);
+    REQUIRE(cv.wait_for(l, std::chrono::minutes(1), [&] { return in_load; }));
+  }
+  server.kill();  // mid-load
+  std::vector<std::optional<std::string>> got(3);
+  std::vector<std::thread> readers;
+  for (auto& g : got) readers.emplace_back([&] { g = cache.get_or_load("hot", gated); });
+  // Each reader missed in the dead Redis and now waits for the leader's load.
+  const bool waiting = eventually([&] { return cache.load_stats().coalesced == 3; });
+  {
+    std::lock_guard<std::mutex> l(mu);
+    release = true;
+  }
+  cv.notify_all();
+  leader.join();
+  for (std::thread& t : readers) t.join();
+  REQUIRE(waiting);
+  CHECK(first == "row:hot");
+  for (const auto& g : got) CHECK(g == "row:hot");
+  CHECK(origin == 1);  // one origin load for four callers
+
+  // Still down (the breaker is open by now): each call is one load, never an exception.
+  CHECK(cache.store().stats().breaker == cachet::breaker_state::open);
+  CHECK(cache.get_or_load("hot", gated) == "row:hot");
+  CHECK(origin == 2);
+
+  // Back: after open_for the probe fills Redis, and the next read is served from it.
+  server.restart();
+  clock.advance(10s);
+  CHECK(cache.get_or_load("hot", gated) == "row:hot");
+  CHECK(origin == 3);
+  CHECK(server.raw({"GET", "t:hot"}).str == "row:hot");
+  CHECK(cache.get_or_load("hot", gated) == "row:hot");
+  CHECK(origin == 3);
 }
