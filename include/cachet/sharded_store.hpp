@@ -39,6 +39,7 @@
 #include <absl/container/inlined_vector.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <chrono>
 #include <cmath>
@@ -47,9 +48,11 @@
 #include <exception>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -65,6 +68,7 @@
 #include "cachet/eviction/lru.hpp"
 #include "cachet/hash.hpp"
 #include "cachet/options.hpp"
+#include "cachet/single_flight.hpp"
 #include "cachet/stats.hpp"
 
 namespace cachet {
@@ -81,6 +85,14 @@ struct key_arg_impl<false> {
   template <class Q, class K>
   using type = K;
 };
+
+// The functions the atomic per-key operations of sharded_store take.
+template <class F, class K, class V>
+concept value_maker = std::is_invocable_r_v<V, F&, const K&>;  // get_or_insert_with
+template <class F, class V>
+concept value_updater = std::is_invocable_r_v<std::optional<V>, F&, std::optional<V>>;  // compute
+template <class F, class V>
+concept value_merger = std::is_invocable_r_v<V, F&, const V&, const V&>;  // merge
 
 template <class T>
 concept transparent = requires {
@@ -170,7 +182,10 @@ class sharded_store {
   sharded_store(const sharded_store&) = delete;
   sharded_store& operator=(const sharded_store&) = delete;
 
-  ~sharded_store() { destroy_shards(shard_count_); }
+  ~sharded_store() {
+    destroy_shards(shard_count_);
+    delete insert_flights_.load(std::memory_order_relaxed);
+  }
 
   // The value for `key`, or nullopt if absent or expired (an expired entry is reclaimed). A hit is
   // reported to the eviction policy and counted. Blocks on the key's shard lock only. Throws what
@@ -282,6 +297,161 @@ class sharded_store {
     }
     notify(out);
     return erased;
+  }
+
+  // ---- atomic per-key operations -------------------------------------------------------------
+  // Each is atomic for its key: no other write of the key lands between what it reads and what it
+  // writes. Where user code runs: V's copy, move and (replace) operator==, the hash, the key's
+  // equality and the weigher run as in put(); the functions given to get_or_insert_with(),
+  // compute() and merge() run with no lock of the store held, so they may be slow and may call
+  // into the store, but compute() and merge() may run theirs more than once (below): keep them
+  // free of side effects. Writes they make are put() writes: the default TTL, the weigher, the
+  // policy's admission, the listener (`replaced`, `explicit_erase`) and the counters as put() and
+  // erase(). A write the store refuses (full with no_eviction, too heavy) stores nothing and is
+  // counted as a rejection; each function says what it then returns.
+
+  // Puts (key, value) with the default TTL if `key` has no live entry, and returns nullopt; if it
+  // has one, changes nothing and returns a copy of its value (not counted as a hit). nullopt also
+  // when the store refused the new entry (see above): contains() tells the two apart. Blocks on
+  // one shard lock.
+  std::optional<V> put_if_absent(K key, V value) {
+    std::optional<V> existing;
+    insert_absent(std::move(key), std::move(value), default_ttl(), existing);
+    return existing;
+  }
+  template <class Rep, class Period>
+  std::optional<V> put_if_absent(K key, V value, std::chrono::duration<Rep, Period> ttl) {
+    std::optional<V> existing;
+    insert_absent(std::move(key), std::move(value), detail::checked_ttl(ttl, "put_if_absent"),
+                  existing);
+    return existing;
+  }
+
+  // The value cached for `key` after this call: the live entry's (a copy; not counted as a hit),
+  // or `value`, put with the default TTL when there was none. If the store refused it, `value` is
+  // returned all the same and nothing is cached. Blocks on one shard lock.
+  V get_or_insert(K key, V value) {
+    std::optional<V> existing;
+    V copy(value);
+    insert_absent(std::move(key), std::move(value), default_ttl(), existing);
+    return existing ? std::move(*existing) : std::move(copy);
+  }
+
+  // get(key) if it hits; otherwise fn(key), called with no lock held, put if the key is still
+  // absent, and the value cached then returned (fn's, or one another thread put meanwhile). At
+  // most one fn(key) runs per key at a time: concurrent callers for the key wait for it and share
+  // its outcome (a single_flight); a caller that arrives after it finished finds the value. If fn
+  // throws, nothing is put and the exception reaches that call's waiters too; the next call runs
+  // fn again. fn may call into the store, but not get_or_insert_with() of the same key (that
+  // throws cachet::recursive_load_error). If the store refuses the value it is returned uncached.
+  template <detail::value_maker<K, V> F>
+  V get_or_insert_with(const K& key, F fn) {
+    if (std::optional<V> hit = get(key)) return std::move(*hit);
+    std::optional<V> r = insert_flights().load(
+        key,
+        [&]() -> std::optional<std::optional<V>> {
+          std::optional<V> v = peek(key);
+          if (!v) return std::nullopt;
+          return std::optional<std::optional<V>>(std::move(v));
+        },
+        [&]() -> std::optional<V> {
+          V made = fn(key);
+          std::optional<V> existing;
+          V copy(made);
+          insert_absent(K(key), std::move(made), default_ttl(), existing);
+          return existing ? std::move(existing) : std::optional<V>(std::move(copy));
+        });
+    return std::move(*r);
+  }
+
+  // Loads of get_or_insert_with(): `loads` fn calls, `coalesced` callers that waited for another's
+  // (counted when they start waiting). All zero until the first get_or_insert_with() miss.
+  single_flight_stats insert_flight_stats() const noexcept {
+    const auto* f = insert_flights_.load(std::memory_order_acquire);
+    return f != nullptr ? f->stats() : single_flight_stats{};
+  }
+
+  // Replaces the entry of `key` by fn(current), where current is a copy of its live value or
+  // nullopt: a value puts it (the default TTL), nullopt erases it. Returns what fn returned
+  // (nullopt too when the store refused the value: then the old entry is gone, as with a refused
+  // put()). fn runs with no lock held, on a copy; if the key was written meanwhile, fn runs again
+  // on the newer value (so it may run more than once, each time on a newer value, and must have no
+  // side effects), until no write came between its read and its write. Throws what fn throws (the
+  // store is then unchanged by this call), and what put() and erase() throw.
+  template <detail::value_updater<V> F>
+  std::optional<V> compute(const K& key, F fn) {
+    const std::uint64_t h = hash_of(key);
+    shard& s = shard_for(h);
+    for (;;) {
+      const version seen = read_version(s, h, key);
+      std::optional<V> next = fn(seen.value);
+      if (std::optional<std::optional<V>> done = write_if_unchanged(s, h, key, seen, next)) {
+        return std::move(*done);
+      }
+    }
+  }
+
+  // compute() that puts `value` when `key` is absent and fn(current, value) when it is present;
+  // returns the value that resulted. fn(const V& old, const V& given) -> V runs as compute()'s
+  // function does (no lock, possibly more than once).
+  template <detail::value_merger<V> F>
+  V merge(const K& key, V value, F fn) {
+    std::optional<V> r = compute(key, [&](std::optional<V> old) -> std::optional<V> {
+      if (!old) return value;
+      return fn(std::as_const(*old), std::as_const(value));
+    });
+    return r ? std::move(*r) : std::move(value);
+  }
+
+  // If `key`'s live value equals `expected` (V's operator==, under the shard lock), puts `desired`
+  // in its place with the default TTL and returns true; otherwise changes nothing and returns
+  // false. False also when the store refused `desired` (then the old entry is gone, as with put()).
+  bool replace(const K& key, const V& expected, V desired) requires std::equality_comparable<V> {
+    const std::uint64_t h = hash_of(key);
+    K k(key);
+    const std::uint32_t w =
+        opts_.weigher ? opts_.weigher(std::as_const(k), std::as_const(desired)) : 1;
+    const std::int64_t deadline = deadline_for(default_ttl());
+    shard& s = shard_for(h);
+    removal_buffer out;
+    bool done = false;
+    try {
+      std::lock_guard<detail::spin_mutex> g(s.mu);
+      auto it = s.table.find(probe_key<K>{&key, low32(h)});
+      if (it != s.table.end() && !expired(s.nodes[*it]) && s.nodes[*it].value == expected) {
+        done = stored(put_locked(s, h, w, deadline, k, desired, out));
+      }
+    } catch (...) {
+      notify_before_rethrow(out);
+      throw;
+    }
+    notify(out);
+    return done;
+  }
+
+  // get() of every key: result[i] answers keys[i] (each counted as a hit or a miss). Key by key:
+  // atomic per key, not as a whole.
+  std::vector<std::optional<V>> get_all(std::span<const K> keys) {
+    std::vector<std::optional<V>> out;
+    out.reserve(keys.size());
+    for (const K& k : keys) out.push_back(get(k));
+    return out;
+  }
+
+  // put() of every item with the default TTL: result[i] is items[i]'s outcome. Key by key; an
+  // exception stops it, leaving the items before it put.
+  std::vector<put_result> put_all(std::span<const std::pair<K, V>> items) {
+    std::vector<put_result> out;
+    out.reserve(items.size());
+    for (const auto& [k, v] : items) out.push_back(put(k, v));
+    return out;
+  }
+
+  // erase() of every key; returns how many live entries were removed. Key by key.
+  std::size_t erase_all(std::span<const K> keys) {
+    std::size_t n = 0;
+    for (const K& k : keys) n += erase(k) ? 1 : 0;
+    return n;
   }
 
   // Removes every entry; each is reported to the listener as `cleared` (after its shard's lock is
@@ -771,6 +941,118 @@ class sharded_store {
     return put_result::inserted;
   }
 
+  // put_if_absent() and get_or_insert(): inserts unless `key` has a live entry, whose value is
+  // then copied into `existing` (and nothing changes).
+  put_result insert_absent(K key, V value, std::chrono::nanoseconds ttl,
+                           std::optional<V>& existing) {
+    const std::uint64_t h = hash_of(key);
+    const std::uint32_t w =
+        opts_.weigher ? opts_.weigher(std::as_const(key), std::as_const(value)) : 1;
+    const std::int64_t deadline = deadline_for(ttl);
+    shard& s = shard_for(h);
+    removal_buffer out;
+    put_result r = put_result::rejected_stale;
+    try {
+      std::lock_guard<detail::spin_mutex> g(s.mu);
+      auto it = s.table.find(probe_key<K>{&key, low32(h)});
+      if (it != s.table.end() && !expired(s.nodes[*it])) {
+        existing.emplace(s.nodes[*it].value);
+      } else {
+        r = put_locked(s, h, w, deadline, key, value, out);  // reclaims an expired entry first
+      }
+    } catch (...) {
+      notify_before_rethrow(out);
+      throw;
+    }
+    notify(out);
+    return r;
+  }
+
+  // What compute() read: the live entry (its slot and stamp, in the shard's clear() epoch, and a
+  // copy of its value) or its absence.
+  struct version {
+    std::uint64_t epoch = 0;
+    detail::index_t index = 0;
+    std::uint32_t stamp = 0;
+    std::optional<V> value;
+  };
+
+  version read_version(shard& s, std::uint64_t h, const K& key) {
+    version v;
+    removal_buffer out;
+    {
+      std::lock_guard<detail::spin_mutex> g(s.mu);
+      v.epoch = s.epoch;
+      auto it = s.table.find(probe_key<K>{&key, low32(h)});
+      if (it != s.table.end()) {
+        const detail::index_t i = *it;
+        if (expired(s.nodes[i])) {
+          remove_at(s, it, i, removal_cause::expired, out);
+        } else {
+          v.index = i;
+          v.stamp = s.nodes[i].stamp;
+          v.value.emplace(s.nodes[i].value);
+        }
+      }
+    }
+    notify(out);
+    return v;
+  }
+
+  // compute()'s write: if `key` is still as `seen` found it, puts `next` (or erases the key when
+  // next is empty) and returns what compute() returns; otherwise changes nothing and returns
+  // nullopt (compute() reads again).
+  std::optional<std::optional<V>> write_if_unchanged(shard& s, std::uint64_t h, const K& key,
+                                                     const version& seen, std::optional<V>& next) {
+    std::optional<K> k;
+    std::optional<V> result;
+    std::uint32_t w = 0;
+    std::int64_t deadline = 0;
+    if (next) {
+      k.emplace(key);
+      result.emplace(*next);
+      w = opts_.weigher ? opts_.weigher(std::as_const(*k), std::as_const(*next)) : 1;
+      deadline = deadline_for(default_ttl());
+    }
+    removal_buffer out;
+    bool unchanged = false;
+    try {
+      std::lock_guard<detail::spin_mutex> g(s.mu);
+      auto it = s.table.find(probe_key<K>{&key, low32(h)});
+      const bool live = it != s.table.end() && !expired(s.nodes[*it]);
+      if (s.epoch == seen.epoch) {
+        unchanged =
+            seen.value ? live && *it == seen.index && s.nodes[*it].stamp == seen.stamp : !live;
+      }
+      if (unchanged) {
+        if (next) {
+          if (!stored(put_locked(s, h, w, deadline, *k, *next, out))) result.reset();
+        } else if (it != s.table.end()) {
+          remove_at(s, it, *it, live ? removal_cause::explicit_erase : removal_cause::expired, out);
+        }
+      }
+    } catch (...) {
+      notify_before_rethrow(out);
+      throw;
+    }
+    notify(out);
+    if (!unchanged) return std::nullopt;
+    return std::optional<std::optional<V>>(std::move(result));
+  }
+
+  // get_or_insert_with()'s flights, made on first use (a store that never calls it pays one null
+  // pointer; Hash and KeyEqual need only be default-constructible where it is called).
+  using insert_flight_type = single_flight<K, V, Hash, KeyEqual>;
+  insert_flight_type& insert_flights() {
+    insert_flight_type* f = insert_flights_.load(std::memory_order_acquire);
+    if (f != nullptr) return *f;
+    auto made = std::make_unique<insert_flight_type>();
+    if (insert_flights_.compare_exchange_strong(f, made.get(), std::memory_order_acq_rel)) {
+      return *made.release();
+    }
+    return *f;  // another thread's won
+  }
+
   bool needs_room(const shard& s, std::uint32_t w) const noexcept {
     return (s.capacity != 0 && s.size.get() >= s.capacity) ||
            (s.max_weight != 0 && s.weight.get() + w > s.max_weight);
@@ -927,6 +1209,7 @@ class sharded_store {
   shard* shards_ = nullptr;
   std::size_t shard_count_ = 0;
   int shard_bits_ = 0;
+  std::atomic<single_flight<K, V, Hash, KeyEqual>*> insert_flights_{nullptr};
 };
 
 }  // namespace cachet
