@@ -407,26 +407,17 @@ class sharded_store {
   // in its place with the default TTL and returns true; otherwise changes nothing and returns
   // false. False also when the store refused `desired` (then the old entry is gone, as with put()).
   bool replace(const K& key, const V& expected, V desired) requires std::equality_comparable<V> {
-    const std::uint64_t h = hash_of(key);
     K k(key);
-    const std::uint32_t w =
-        opts_.weigher ? opts_.weigher(std::as_const(k), std::as_const(desired)) : 1;
-    const std::int64_t deadline = deadline_for(default_ttl());
-    shard& s = shard_for(h);
-    removal_buffer out;
-    bool done = false;
-    try {
-      std::lock_guard<detail::spin_mutex> g(s.mu);
-      auto it = s.table.find(probe_key<K>{&key, low32(h)});
-      if (it != s.table.end() && !expired(s.nodes[*it]) && s.nodes[*it].value == expected) {
-        done = stored(put_locked(s, h, w, deadline, k, desired, out));
-      }
-    } catch (...) {
-      notify_before_rethrow(out);
-      throw;
-    }
-    notify(out);
-    return done;
+    return stored(locked_write(k, desired, default_ttl(),
+                               [&](shard& s, std::uint64_t h, std::uint32_t w,
+                                   std::int64_t deadline, removal_buffer& out) {
+                                 auto it = s.table.find(probe_key<K>{&k, low32(h)});
+                                 if (it == s.table.end() || expired(s.nodes[*it]) ||
+                                     !(s.nodes[*it].value == expected)) {
+                                   return put_result::rejected_stale;  // nothing written
+                                 }
+                                 return put_locked(s, h, w, deadline, k, desired, out);
+                               }));
   }
 
   // get() of every key: result[i] answers keys[i] (each counted as a hit or a miss). Key by key:
@@ -843,6 +834,20 @@ class sharded_store {
 
   template <class Pred = always>
   put_result put_impl(K key, V value, std::chrono::nanoseconds ttl, Pred&& still_valid = Pred{}) {
+    return locked_write(key, value, ttl,
+                        [&](shard& s, std::uint64_t h, std::uint32_t w, std::int64_t deadline,
+                            removal_buffer& out) {
+                          if (!still_valid()) return put_result::rejected_stale;
+                          return put_locked(s, h, w, deadline, key, value, out);
+                        });
+  }
+
+  // The frame of a single-key write: hashes the key, weighs the value and works out the deadline
+  // before the lock (no user code under it but the key's equality and V's moves), then runs
+  // body(shard, hash, weight, deadline, out) under the shard lock and reports what it removed to
+  // the listener after (also when it throws, before the exception propagates).
+  template <class Body>
+  put_result locked_write(K& key, V& value, std::chrono::nanoseconds ttl, Body&& body) {
     const std::uint64_t h = hash_of(key);
     const std::uint32_t w =
         opts_.weigher ? opts_.weigher(std::as_const(key), std::as_const(value)) : 1;
@@ -852,8 +857,7 @@ class sharded_store {
     put_result r;
     try {
       std::lock_guard<detail::spin_mutex> g(s.mu);
-      if (!still_valid()) return put_result::rejected_stale;
-      r = put_locked(s, h, w, deadline, key, value, out);
+      r = body(s, h, w, deadline, out);
     } catch (...) {
       notify_before_rethrow(out);
       throw;
@@ -945,27 +949,17 @@ class sharded_store {
   // then copied into `existing` (and nothing changes).
   put_result insert_absent(K key, V value, std::chrono::nanoseconds ttl,
                            std::optional<V>& existing) {
-    const std::uint64_t h = hash_of(key);
-    const std::uint32_t w =
-        opts_.weigher ? opts_.weigher(std::as_const(key), std::as_const(value)) : 1;
-    const std::int64_t deadline = deadline_for(ttl);
-    shard& s = shard_for(h);
-    removal_buffer out;
-    put_result r = put_result::rejected_stale;
-    try {
-      std::lock_guard<detail::spin_mutex> g(s.mu);
-      auto it = s.table.find(probe_key<K>{&key, low32(h)});
-      if (it != s.table.end() && !expired(s.nodes[*it])) {
-        existing.emplace(s.nodes[*it].value);
-      } else {
-        r = put_locked(s, h, w, deadline, key, value, out);  // reclaims an expired entry first
-      }
-    } catch (...) {
-      notify_before_rethrow(out);
-      throw;
-    }
-    notify(out);
-    return r;
+    return locked_write(key, value, ttl,
+                        [&](shard& s, std::uint64_t h, std::uint32_t w, std::int64_t deadline,
+                            removal_buffer& out) {
+                          auto it = s.table.find(probe_key<K>{&key, low32(h)});
+                          if (it != s.table.end() && !expired(s.nodes[*it])) {
+                            existing.emplace(s.nodes[*it].value);
+                            return put_result::rejected_stale;  // nothing written
+                          }
+                          // put_locked reclaims an expired entry first.
+                          return put_locked(s, h, w, deadline, key, value, out);
+                        });
   }
 
   // What compute() read: the live entry (its slot and stamp, in the shard's clear() epoch, and a
