@@ -1,0 +1,348 @@
+// cachet/metrics.hpp — export the counters of any set of named caches in the Prometheus text
+// format.
+//
+// Purpose: a cache that does not emit its hit rate, evictions and load latency is guessing whether
+// it helps. metrics_registry holds named references to stores and patterns and renders their
+// stats() snapshots as Prometheus exposition text (format 0.0.4), one `cache` label per source,
+// for whatever HTTP endpoint the service already has (the library starts no server).
+//
+//   cachet::metrics_registry metrics;
+//   metrics.add("users", users_cache);         // a cache_aside: its store's counters and its loads
+//   metrics.add("sessions", session_store);    // a sharded_store
+//   http.get("/metrics", [&] { return metrics.prometheus_text(); });
+//
+// What each source gives (docs/stats.md, "Prometheus export", lists every family):
+//   sharded_store, and the store of a cache_aside: requests by result, puts by result, removals
+//     by cause, entries, weight;
+//   cache_aside (load_stats()): loads, load failures, coalesced loads, follower timeouts, load
+//     duration as a summary (p50, p99, sum, count);
+//   read_through: its requests (hit, miss, negative hit), early refreshes, refresh failures, stale
+//     serves by reason, and its loads;
+//   write_back: writes, coalesced writes, the dirty backlog, flushes, batches, flush failures,
+//     retries, write-through fallbacks, blocked and abandoned writes, its requests and loads;
+//   tiered_store: reads by tier, promotions, local invalidations and clears, coalesced L2 reads;
+//   the Redis tier (include cachet/redis/metrics.hpp too): redis_store, the invalidation
+//     listeners and lease_loader.
+// A source type with none of these is refused at compile time with a message.
+//
+// Thread safety: add(), remove() and prometheus_text() may be called from any thread at once (a
+// mutex orders them); prometheus_text() calls each source's stats() (thread-safe in every
+// cachet type) while holding it. A source must outlive its registration: remove() it, or destroy
+// the registry, first.
+//
+// Exception safety: add() throws std::invalid_argument for an empty or duplicate name, and
+// std::bad_alloc; the registry is unchanged then. prometheus_text() throws std::bad_alloc.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "cachet/read_through.hpp"
+#include "cachet/single_flight.hpp"
+#include "cachet/stats.hpp"
+#include "cachet/tiered_store.hpp"
+#include "cachet/write_back.hpp"
+
+namespace cachet {
+
+// Collects samples by metric family, so that each family is written once with its HELP and TYPE
+// lines whatever order the sources add them in. What a write_metrics() overload writes into.
+class metrics_sink {
+ public:
+  // One sample of `family` (a counter when its name ends in _total, else a gauge), labelled
+  // cache="<cache>" plus `labels` (name, value pairs; values are escaped here).
+  void counter(std::string_view family, std::string_view help, std::string_view cache,
+               std::initializer_list<std::pair<std::string_view, std::string_view>> labels,
+               std::uint64_t value) {
+    add(family, help, "counter", cache, labels, std::to_string(value));
+  }
+  void gauge(std::string_view family, std::string_view help, std::string_view cache,
+             std::initializer_list<std::pair<std::string_view, std::string_view>> labels,
+             double value) {
+    add(family, help, "gauge", cache, labels, number(value));
+  }
+  // A summary of durations in nanoseconds: quantiles 0.5 and 0.99, _sum and _count, in seconds.
+  void summary(std::string_view family, std::string_view help, std::string_view cache,
+               std::uint64_t p50_nanos, std::uint64_t p99_nanos, std::uint64_t sum_nanos,
+               std::uint64_t count) {
+    family_type& f = find(family, help, "summary");
+    const std::string base = labels_of(cache, {});
+    f.samples.push_back(std::string(family) + "{" + base + ",quantile=\"0.5\"} " +
+                        number(static_cast<double>(p50_nanos) * 1e-9));
+    f.samples.push_back(std::string(family) + "{" + base + ",quantile=\"0.99\"} " +
+                        number(static_cast<double>(p99_nanos) * 1e-9));
+    f.samples.push_back(std::string(family) + "_sum{" + base + "} " +
+                        number(static_cast<double>(sum_nanos) * 1e-9));
+    f.samples.push_back(std::string(family) + "_count{" + base + "} " + std::to_string(count));
+  }
+
+  // The exposition text: every family in the order first seen, HELP and TYPE, then its samples.
+  std::string text() const {
+    std::string out;
+    for (const family_type& f : families_) {
+      out.append("# HELP ").append(f.name).append(" ").append(f.help).append("\n");
+      out.append("# TYPE ").append(f.name).append(" ").append(f.type).append("\n");
+      for (const std::string& s : f.samples) out.append(s).append("\n");
+    }
+    return out;
+  }
+
+  // A label value as the text format wants it: backslash, double quote and newline escaped.
+  static std::string escape(std::string_view v) {
+    std::string out;
+    out.reserve(v.size());
+    for (char c : v) {
+      if (c == '\\') {
+        out.append("\\\\");
+      } else if (c == '"') {
+        out.append("\\\"");
+      } else if (c == '\n') {
+        out.append("\\n");
+      } else {
+        out.push_back(c);
+      }
+    }
+    return out;
+  }
+
+ private:
+  struct family_type {
+    std::string name, help, type;
+    std::vector<std::string> samples;
+  };
+
+  family_type& find(std::string_view name, std::string_view help, std::string_view type) {
+    auto it = index_.find(std::string(name));
+    if (it != index_.end()) return families_[it->second];
+    index_.emplace(std::string(name), families_.size());
+    families_.push_back({std::string(name), std::string(help), std::string(type), {}});
+    return families_.back();
+  }
+
+  static std::string labels_of(
+      std::string_view cache,
+      std::initializer_list<std::pair<std::string_view, std::string_view>> labels) {
+    std::string out = "cache=\"";
+    out.append(escape(cache)).append("\"");
+    for (const auto& [k, v] : labels)
+      out.append(",").append(k).append("=\"").append(escape(v)).append("\"");
+    return out;
+  }
+
+  void add(std::string_view family, std::string_view help, std::string_view type,
+           std::string_view cache,
+           std::initializer_list<std::pair<std::string_view, std::string_view>> labels,
+           std::string value) {
+    family_type& f = find(family, help, type);
+    std::string s(family);
+    s.append("{").append(labels_of(cache, labels)).append("} ").append(value);
+    f.samples.push_back(std::move(s));
+  }
+
+  static std::string number(double v) {
+    std::string s = std::to_string(v);  // fixed, 6 decimals: enough for seconds and ratios
+    return s;
+  }
+
+  std::vector<family_type> families_;
+  std::map<std::string, std::size_t> index_;
+};
+
+// ---- what each stats snapshot writes (found by overload resolution and ADL; the Redis tier's
+// ---- are in cachet/redis/metrics.hpp)
+
+inline void write_metrics(metrics_sink& m, std::string_view cache, const cache_stats& s) {
+  constexpr std::string_view req = "cachet_requests_total";
+  constexpr std::string_view req_help = "Lookups (get) by result.";
+  m.counter(req, req_help, cache, {{"result", "hit"}}, s.hits);
+  m.counter(req, req_help, cache, {{"result", "miss"}}, s.misses);
+  constexpr std::string_view puts = "cachet_puts_total";
+  constexpr std::string_view puts_help = "Writes (put) by result.";
+  m.counter(puts, puts_help, cache, {{"result", "inserted"}}, s.inserts);
+  m.counter(puts, puts_help, cache, {{"result", "updated"}}, s.updates);
+  m.counter(puts, puts_help, cache, {{"result", "rejected"}}, s.rejections);
+  constexpr std::string_view rem = "cachet_removals_total";
+  constexpr std::string_view rem_help = "Entries removed, by cause.";
+  m.counter(rem, rem_help, cache, {{"cause", "evicted"}}, s.evictions);
+  m.counter(rem, rem_help, cache, {{"cause", "expired"}}, s.expirations);
+  m.counter(rem, rem_help, cache, {{"cause", "explicit"}}, s.explicit_removals);
+  m.counter(rem, rem_help, cache, {{"cause", "cleared"}}, s.cleared);
+  m.gauge("cachet_entries", "Entries held now (expired ones not yet reclaimed included).", cache,
+          {}, static_cast<double>(s.size));
+  m.gauge("cachet_weight", "Total weight held now.", cache, {}, static_cast<double>(s.weight));
+}
+
+inline void write_metrics(metrics_sink& m, std::string_view cache, const single_flight_stats& s) {
+  m.counter("cachet_loads_total", "Origin loads run (a bulk load counts once).", cache, {},
+            s.loads);
+  m.counter("cachet_load_failures_total", "Origin loads that threw.", cache, {}, s.load_failures);
+  m.counter("cachet_loads_coalesced_total",
+            "Callers served by another caller's load of the same key (duplicate origin loads "
+            "avoided).",
+            cache, {}, s.coalesced);
+  m.counter("cachet_load_follower_timeouts_total", "Callers that gave up waiting for a load.",
+            cache, {}, s.timeouts);
+  m.summary("cachet_load_duration_seconds",
+            "Duration of one origin load (quantiles are histogram bucket bounds, at most 6.25% "
+            "above the true value).",
+            cache, s.load_p50_nanos, s.load_p99_nanos, s.load_nanos, s.loads);
+}
+
+inline void write_metrics(metrics_sink& m, std::string_view cache, const read_through_stats& s) {
+  constexpr std::string_view req = "cachet_requests_total";
+  constexpr std::string_view req_help = "Lookups (get) by result.";
+  m.counter(req, req_help, cache, {{"result", "hit"}}, s.hits);
+  m.counter(req, req_help, cache, {{"result", "miss"}}, s.misses);
+  m.counter(req, req_help, cache, {{"result", "negative_hit"}}, s.negative_hits);
+  m.counter("cachet_early_refreshes_total", "XFetch refreshes run before expiry.", cache, {},
+            s.early_refreshes);
+  m.counter("cachet_refresh_failures_total",
+            "Early or stale-while-revalidate refreshes whose load threw.", cache, {},
+            s.refresh_failures);
+  constexpr std::string_view stale = "cachet_stale_serves_total";
+  constexpr std::string_view stale_help = "Stale values served, by reason.";
+  m.counter(stale, stale_help, cache, {{"reason", "revalidate"}}, s.stale_serves);
+  m.counter(stale, stale_help, cache, {{"reason", "error"}}, s.stale_if_error_serves);
+  write_metrics(m, cache, s.loads);
+}
+
+inline void write_metrics(metrics_sink& m, std::string_view cache, const write_back_stats& s) {
+  constexpr std::string_view req = "cachet_requests_total";
+  constexpr std::string_view req_help = "Lookups (get) by result.";
+  m.counter(req, req_help, cache, {{"result", "hit"}}, s.hits);
+  m.counter(req, req_help, cache, {{"result", "miss"}}, s.misses);
+  m.counter("cachet_write_back_dirty_hits_total", "Misses served from the dirty buffer.", cache, {},
+            s.dirty_hits);
+  m.counter("cachet_write_back_writes_total", "Writes (put, erase) acknowledged.", cache, {},
+            s.writes);
+  m.counter("cachet_write_back_coalesced_total",
+            "Writes that replaced a dirty value before it was written.", cache, {}, s.coalesced);
+  m.gauge("cachet_write_back_backlog", "Keys waiting to be written now.", cache, {},
+          static_cast<double>(s.dirty));
+  m.counter("cachet_write_back_flushed_total", "Entries written to the source.", cache, {},
+            s.flushed);
+  m.counter("cachet_write_back_batches_total", "Batches the source accepted.", cache, {},
+            s.batches);
+  m.counter("cachet_write_back_failures_total", "Batch attempts that threw.", cache, {},
+            s.flush_failures);
+  m.counter("cachet_write_back_retries_total", "Batch attempts that followed a failure.", cache, {},
+            s.retries);
+  m.counter("cachet_write_back_fallbacks_total", "Writes made synchronously at the backlog bound.",
+            cache, {}, s.write_through_fallbacks);
+  m.counter("cachet_write_back_blocked_total", "Writes that waited for room at the bound.", cache,
+            {}, s.blocked_writes);
+  m.counter("cachet_write_back_abandoned_total",
+            "Writes left unwritten when shutdown_timeout expired.", cache, {}, s.abandoned);
+  write_metrics(m, cache, s.loads);
+}
+
+inline void write_metrics(metrics_sink& m, std::string_view cache, const tiered_stats& s) {
+  constexpr std::string_view reads = "cachet_tier_reads_total";
+  constexpr std::string_view reads_help = "Reads of a tiered store by where they were answered.";
+  m.counter(reads, reads_help, cache, {{"result", "l1_hit"}}, s.l1_hits);
+  m.counter(reads, reads_help, cache, {{"result", "l2_hit"}}, s.l2_hits);
+  m.counter(reads, reads_help, cache, {{"result", "miss"}}, s.misses);
+  constexpr std::string_view promo = "cachet_tier_promotions_total";
+  constexpr std::string_view promo_help = "L2 hits copied into L1, or refused (raced a write).";
+  m.counter(promo, promo_help, cache, {{"result", "stored"}}, s.promotions);
+  m.counter(promo, promo_help, cache, {{"result", "refused"}}, s.promotions_refused);
+  m.counter("cachet_tier_local_invalidations_total",
+            "invalidate_local() and invalidate_local_if() calls.", cache, {},
+            s.local_invalidations);
+  m.counter("cachet_tier_local_clears_total", "clear_local() calls (suspensions included).", cache,
+            {}, s.local_clears);
+  m.counter("cachet_tier_l2_reads_coalesced_total",
+            "L1 misses that shared another caller's L2 read.", cache, {}, s.coalesced);
+}
+
+namespace detail {
+template <class S>
+concept metrics_stats_source = requires(const S& s, metrics_sink& m) {
+  write_metrics(m, std::string_view{}, s.stats());
+};
+template <class S>
+concept metrics_load_source = requires(const S& s, metrics_sink& m) {
+  write_metrics(m, std::string_view{}, s.load_stats());
+};
+template <class S>
+concept metrics_store_owner = requires(S& s) {
+  s.store().stats();
+};
+}  // namespace detail
+
+class metrics_registry {
+ public:
+  metrics_registry() = default;
+  metrics_registry(const metrics_registry&) = delete;
+  metrics_registry& operator=(const metrics_registry&) = delete;
+
+  // Registers `source` (kept by reference) under `name`, the value of its `cache` label. A
+  // source is any cachet store or pattern (the file comment lists what each gives). Throws
+  // std::invalid_argument for an empty name or one already registered.
+  template <class Source>
+  void add(std::string name, Source& source) {
+    static_assert(detail::metrics_stats_source<Source> || detail::metrics_load_source<Source> ||
+                      detail::metrics_store_owner<Source>,
+                  "cachet::metrics_registry::add: the source has no stats() this registry can "
+                  "write (for the Redis tier, include cachet/redis/metrics.hpp)");
+    if (name.empty()) throw std::invalid_argument("metrics_registry::add: empty name");
+    std::function<void(metrics_sink&, std::string_view)> write =
+        [&source](metrics_sink& m, std::string_view c) { collect(m, c, source); };
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [n, w] : sources_) {
+      if (n == name) {
+        throw std::invalid_argument("metrics_registry::add: \"" + name +
+                                    "\" is already registered");
+      }
+    }
+    sources_.emplace_back(std::move(name), std::move(write));
+  }
+
+  // Forgets the source registered as `name`; false if there is none.
+  bool remove(std::string_view name) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = sources_.begin(); it != sources_.end(); ++it) {
+      if (it->first == name) {
+        sources_.erase(it);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // Every registered source's counters now, as Prometheus text (format 0.0.4).
+  std::string prometheus_text() const {
+    metrics_sink m;
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [name, write] : sources_) write(m, name);
+    return m.text();
+  }
+
+ private:
+  // A pattern that wraps a store (cache_aside) gives the store's counters and its loads; write_back
+  // and read_through give their own (their requests are the pattern's).
+  template <class Source>
+  static void collect(metrics_sink& m, std::string_view cache, Source& source) {
+    if constexpr (detail::metrics_stats_source<Source>) {
+      write_metrics(m, cache, std::as_const(source).stats());
+    } else if constexpr (detail::metrics_store_owner<Source>) {
+      collect(m, cache, source.store());
+    }
+    if constexpr (detail::metrics_load_source<Source>) {
+      write_metrics(m, cache, std::as_const(source).load_stats());
+    }
+  }
+
+  mutable std::mutex mu_;
+  std::vector<std::pair<std::string, std::function<void(metrics_sink&, std::string_view)>>>
+      sources_;
+};
+
+}  // namespace cachet

@@ -1,0 +1,148 @@
+// Tests of cachet/metrics.hpp: the exposition text of a registry of stores and patterns, checked
+// sample by sample against their stats(), and by `promtool check metrics` (Debian's prometheus
+// package; the test fails with a message when promtool is not in PATH).
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cachet/cache_aside.hpp>
+#include <cachet/clock.hpp>
+#include <cachet/metrics.hpp>
+#include <cachet/read_through.hpp>
+#include <cachet/sharded_store.hpp>
+#include <cachet/tiered_store.hpp>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <tuple>
+
+namespace {
+
+using namespace std::chrono_literals;
+using store_t = cachet::sharded_store<int, std::string, cachet::lru, cachet::manual_clock>;
+
+// Lines of `text` that start with `prefix`.
+int count_lines(const std::string& text, const std::string& prefix) {
+  std::istringstream in(text);
+  int n = 0;
+  for (std::string line; std::getline(in, line);) n += line.rfind(prefix, 0) == 0 ? 1 : 0;
+  return n;
+}
+
+bool has_line(const std::string& text, const std::string& line) {
+  return ("\n" + text).find("\n" + line + "\n") != std::string::npos;
+}
+
+// promtool's verdict on `text`: its exit status and what it printed.
+std::pair<int, std::string> promtool_check(const std::string& text) {
+  if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
+    FAIL("promtool is not in PATH: the metrics test needs it (apt-get install prometheus)");
+  }
+  const std::filesystem::path file =
+      std::filesystem::temp_directory_path() / ("cachet-metrics-" + std::to_string(::getpid()));
+  std::ofstream(file) << text;
+  const std::string cmd = "promtool check metrics < " + file.string() + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
+  const int status = ::pclose(p);
+  std::filesystem::remove(file);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+}  // namespace
+
+TEST_CASE("metrics: a store's counters, one family each, labelled by cache", "[metrics]") {
+  cachet::manual_clock clock;
+  store_t users({.max_entries = 2, .shards = 1}, clock);
+  users.put(1, "a");
+  users.put(2, "b");
+  users.put(1, "a2");
+  users.put(3, "c");  // evicts one
+  users.get(1);
+  users.get(7);
+  users.erase(3);
+  store_t other({.max_entries = 8, .shards = 1}, clock);
+  other.put(1, "x");
+
+  cachet::metrics_registry m;
+  m.add("users", users);
+  m.add("we\"ird\\name", other);
+  const std::string text = m.prometheus_text();
+  INFO(text);
+  CHECK(has_line(text, "# TYPE cachet_requests_total counter"));
+  CHECK(count_lines(text, "# HELP cachet_requests_total ") == 1);  // one family, two caches
+  CHECK(has_line(text, "cachet_requests_total{cache=\"users\",result=\"hit\"} 1"));
+  CHECK(has_line(text, "cachet_requests_total{cache=\"users\",result=\"miss\"} 1"));
+  CHECK(has_line(text, "cachet_puts_total{cache=\"users\",result=\"inserted\"} 3"));
+  CHECK(has_line(text, "cachet_puts_total{cache=\"users\",result=\"updated\"} 1"));
+  CHECK(has_line(text, "cachet_removals_total{cache=\"users\",result=\"evicted\"} 1") == false);
+  CHECK(has_line(text, "cachet_removals_total{cache=\"users\",cause=\"evicted\"} 1"));
+  CHECK(has_line(text, "cachet_removals_total{cache=\"users\",cause=\"explicit\"} 1"));
+  CHECK(has_line(text, "cachet_entries{cache=\"users\"} 1.000000"));
+  CHECK(has_line(text, "cachet_puts_total{cache=\"we\\\"ird\\\\name\",result=\"inserted\"} 1"));
+
+  const auto [rc, out] = promtool_check(text);
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(out.empty());
+}
+
+TEST_CASE("metrics: patterns add their loads; read_through and tiered_store their own families",
+          "[metrics]") {
+  cachet::manual_clock clock;
+  cachet::cache_aside<store_t> aside(store_t::options_type{.max_entries = 8, .shards = 1}, clock);
+  const auto load = [](const int& k) -> std::optional<std::string> { return std::to_string(k); };
+  aside.get_or_load(1, load);
+  aside.get_or_load(1, load);
+  aside.get_or_load(2, load);
+
+  struct loader {
+    std::optional<std::string> operator()(const int& k) const { return std::to_string(k); }
+  };
+  cachet::read_through<store_t, loader> rt({.max_entries = 8, .ttl = 60s, .xfetch_beta = 0},
+                                           loader{}, clock);
+  rt.get(5);
+  rt.get(5);
+
+  using tier_t = cachet::tiered_store<store_t, store_t>;
+  tier_t tier({.l1_ttl = 1s}, std::tuple{store_t::options_type{.max_entries = 8}, clock},
+              std::tuple{store_t::options_type{.max_entries = 8}, clock});
+  tier.put(1, "t");
+  tier.get(1);
+  tier.get(2);
+
+  cachet::metrics_registry m;
+  m.add("aside", aside);
+  m.add("rt", rt);
+  m.add("tier", tier);
+  CHECK_THROWS_AS(m.add("rt", rt), std::invalid_argument);
+  CHECK_THROWS_AS(m.add("", rt), std::invalid_argument);
+  const std::string text = m.prometheus_text();
+  INFO(text);
+  CHECK(has_line(text, "cachet_requests_total{cache=\"aside\",result=\"hit\"} 1"));
+  CHECK(has_line(text, "cachet_loads_total{cache=\"aside\"} 2"));
+  CHECK(has_line(text, "cachet_load_duration_seconds_count{cache=\"aside\"} 2"));
+  CHECK(has_line(text, "cachet_requests_total{cache=\"rt\",result=\"miss\"} 1"));
+  CHECK(has_line(text, "cachet_loads_total{cache=\"rt\"} 1"));
+  CHECK(has_line(text, "cachet_stale_serves_total{cache=\"rt\",reason=\"error\"} 0"));
+  CHECK(has_line(text, "cachet_tier_reads_total{cache=\"tier\",result=\"l1_hit\"} 1"));
+  CHECK(has_line(text, "cachet_tier_reads_total{cache=\"tier\",result=\"miss\"} 1"));
+  CHECK(count_lines(text, "# TYPE cachet_load_duration_seconds summary") == 1);
+
+  const auto [rc, out] = promtool_check(text);
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(out.empty());
+
+  CHECK(m.remove("rt"));
+  CHECK_FALSE(m.remove("rt"));
+  CHECK(m.prometheus_text().find("cache=\"rt\"") == std::string::npos);
+}
