@@ -7,6 +7,7 @@
 #include <cachet/cache_aside.hpp>
 #include <cachet/clock.hpp>
 #include <cachet/metrics.hpp>
+#include <cachet/origin_limiter.hpp>
 #include <cachet/read_through.hpp>
 #include <cachet/sharded_store.hpp>
 #include <cachet/tiered_store.hpp>
@@ -119,7 +120,14 @@ TEST_CASE("metrics: patterns add their loads; read_through and tiered_store thei
   tier.get(1);
   tier.get(2);
 
+  cachet::origin_limiter limit({.max_in_flight = 1, .max_queue = 0, .max_wait = 0ns});
+  {
+    auto permit = limit.acquire();
+    CHECK_THROWS_AS(limit.acquire(), cachet::origin_overloaded);
+  }
+
   cachet::metrics_registry m;
+  m.add("db", limit);
   m.add("aside", aside);
   m.add("rt", rt);
   m.add("tier", tier);
@@ -136,6 +144,8 @@ TEST_CASE("metrics: patterns add their loads; read_through and tiered_store thei
   CHECK(has_line(text, "cachet_tier_reads_total{cache=\"tier\",result=\"l1_hit\"} 1"));
   CHECK(has_line(text, "cachet_tier_reads_total{cache=\"tier\",result=\"miss\"} 1"));
   CHECK(count_lines(text, "# TYPE cachet_load_duration_seconds summary") == 1);
+  CHECK(has_line(text, "cachet_origin_admitted_total{cache=\"db\"} 1"));
+  CHECK(has_line(text, "cachet_origin_shed_total{cache=\"db\",reason=\"queue_full\"} 1"));
 
   const auto [rc, out] = promtool_check(text);
   INFO(out);

@@ -21,6 +21,7 @@
 //   write_back: writes, coalesced writes, the dirty backlog, flushes, batches, flush failures,
 //     retries, write-through fallbacks, blocked and abandoned writes, its requests and loads;
 //   tiered_store: reads by tier, promotions, local invalidations and clears, coalesced L2 reads;
+//   origin_limiter: loads admitted, queued, shed by reason, in flight, waiting, queue wait;
 //   the Redis tier (include cachet/redis/metrics.hpp too): redis_store, the invalidation
 //     listeners and lease_loader.
 // A source type with none of these is refused at compile time with a message.
@@ -44,6 +45,7 @@
 #include <utility>
 #include <vector>
 
+#include "cachet/origin_limiter.hpp"
 #include "cachet/read_through.hpp"
 #include "cachet/single_flight.hpp"
 #include "cachet/stats.hpp"
@@ -260,6 +262,29 @@ inline void write_metrics(metrics_sink& m, std::string_view cache, const tiered_
             {}, s.local_clears);
   m.counter("cachet_tier_l2_reads_coalesced_total",
             "L1 misses that shared another caller's L2 read.", cache, {}, s.coalesced);
+}
+
+inline void write_metrics(metrics_sink& m, std::string_view cache, const origin_limiter_stats& s) {
+  m.counter("cachet_origin_admitted_total", "Origin loads admitted by the limiter.", cache, {},
+            s.admitted);
+  m.counter("cachet_origin_queued_total", "Origin loads that waited for a slot.", cache, {},
+            s.queued);
+  constexpr std::string_view shed = "cachet_origin_shed_total";
+  constexpr std::string_view shed_help = "Origin loads shed by the limiter, by reason.";
+  m.counter(shed, shed_help, cache, {{"reason", "queue_full"}}, s.shed_queue_full);
+  m.counter(shed, shed_help, cache, {{"reason", "timeout"}}, s.shed_timeout);
+  m.gauge("cachet_origin_in_flight", "Origin loads running now.", cache, {},
+          static_cast<double>(s.in_flight));
+  m.gauge("cachet_origin_waiting", "Origin loads waiting for a slot now.", cache, {},
+          static_cast<double>(s.waiting));
+  // Gauges, not a summary: the limiter keeps two percentiles and no sum (a "quantile" label is
+  // reserved for summaries).
+  m.gauge("cachet_origin_queue_wait_p50_seconds",
+          "Median queue wait of the origin loads that waited.", cache, {},
+          static_cast<double>(s.wait_p50_nanos) * 1e-9);
+  m.gauge("cachet_origin_queue_wait_p99_seconds",
+          "99th percentile queue wait of the origin loads that waited.", cache, {},
+          static_cast<double>(s.wait_p99_nanos) * 1e-9);
 }
 
 namespace detail {
