@@ -1,0 +1,100 @@
+// Tests of cachet/hot_keys.hpp: Space-Saving's guarantees on a stream with known frequencies
+// (sample_every = 1, so every read counts), sampling, and tracked_store as a cachet::store.
+#include <cachet/cache_aside.hpp>
+#include <cachet/hot_keys.hpp>
+#include <cachet/sharded_store.hpp>
+#include <cachet/store.hpp>
+#include <catch2/catch.hpp>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using store_t = cachet::sharded_store<int, int>;
+using tracked_t = cachet::tracked_store<store_t>;
+static_assert(cachet::store<tracked_t>);
+
+}  // namespace
+
+TEST_CASE("hot keys: Space-Saving reports every frequent key within its error bound",
+          "[hot_keys]") {
+  cachet::hot_key_tracker<int> t({.sample_every = 1, .capacity = 32});
+  // Key 0 takes 30% of 10,000 reads, key 1 15%, key 2 5%; the rest spread over 2,000 keys.
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> pct(0, 99), tail(3, 2002);
+  std::map<int, std::uint64_t> truth;
+  const int n = 10'000;
+  for (int i = 0; i < n; ++i) {
+    const int r = pct(rng);
+    const int k = r < 30 ? 0 : r < 45 ? 1 : r < 50 ? 2 : tail(rng);
+    ++truth[k];
+    t.record(k);
+  }
+  const auto hot = t.hot_keys(3);
+  REQUIRE(hot.size() == 3);
+  CHECK(hot[0].key == 0);
+  CHECK(hot[1].key == 1);
+  CHECK(hot[2].key == 2);
+  const std::uint64_t bound = n / 32;  // N / capacity
+  for (const auto& h : hot) {
+    INFO("key " << h.key << " count " << h.count << " error " << h.error << " true "
+                << truth[h.key]);
+    CHECK(h.count >= truth[h.key]);            // never an underestimate
+    CHECK(h.count - h.error <= truth[h.key]);  // the guaranteed lower bound
+    CHECK(h.error <= bound);
+  }
+  CHECK(hot[0].share == Approx(static_cast<double>(truth[0]) / n).margin(0.01));
+  CHECK(t.sampled() == static_cast<std::uint64_t>(n));
+  t.reset();
+  CHECK(t.hot_keys(3).empty());
+}
+
+TEST_CASE("hot keys: one read in sample_every is recorded, per thread", "[hot_keys]") {
+  cachet::hot_key_tracker<int> t({.sample_every = 8, .capacity = 4});
+  std::thread reader([&] {
+    for (int i = 0; i < 800; ++i) t.record(5);
+  });
+  reader.join();
+  CHECK(t.sampled() == 100);  // a fresh thread: its first read, then every 8th
+  CHECK(t.hot_keys(1).at(0).key == 5);
+  CHECK_THROWS_WITH(cachet::hot_key_tracker<int>({.sample_every = 0}),
+                    Catch::Contains("sample_every"));
+  CHECK_THROWS_WITH(cachet::hot_key_tracker<int>({.capacity = 0}), Catch::Contains("capacity"));
+}
+
+TEST_CASE("hot keys: tracked_store counts gets, forwards the rest, runs under cache_aside",
+          "[hot_keys]") {
+  cachet::cache_aside<tracked_t> cache(cachet::hot_key_options{.sample_every = 1, .capacity = 8},
+                                       store_t::options_type{.max_entries = 64});
+  for (int i = 0; i < 50; ++i) {
+    cache.get_or_load(i % 5 == 0 ? 42 : 100 + i,
+                      [](const int& k) -> std::optional<int> { return k; });
+  }
+  const auto hot = cache.store().tracker().hot_keys(1);
+  REQUIRE(hot.size() == 1);
+  CHECK(hot[0].key == 42);
+  CHECK(hot[0].count >= 10);
+  CHECK(cache.store().stats().hits == 9);  // 42 loaded once, then hit 9 times
+  CHECK(cache.store().inner().contains(42));
+}
+
+TEST_CASE("hot keys: concurrent readers; every sample is counted or dropped", "[hot_keys]") {
+  cachet::hot_key_tracker<int> t({.sample_every = 1, .capacity = 16});
+  std::vector<std::thread> ts;
+  for (int w = 0; w < 4; ++w) {
+    ts.emplace_back([&, w] {
+      for (int i = 0; i < 5000; ++i) t.record(i % 3 == 0 ? 7 : w * 10000 + i);
+    });
+  }
+  std::thread reader([&] {
+    for (int i = 0; i < 50; ++i) CHECK(t.hot_keys(4).size() <= 4);
+  });
+  for (std::thread& th : ts) th.join();
+  reader.join();
+  CHECK(t.sampled() + t.dropped() == 4u * 5000u);
+  CHECK(t.hot_keys(1).at(0).key == 7);
+}
