@@ -23,7 +23,9 @@
 // samples (a busy tracker) are counted.
 //
 // Thread safety: every member may be called from any thread. hot_keys() copies the summary under
-// the mutex (blocking record() meanwhile, which then drops its samples).
+// the mutex (blocking record() meanwhile, which then drops its samples). The sampling countdown is
+// per thread and per key type: trackers of one key type read on one thread share it, so each sees
+// its share of that thread's 1-in-sample_every samples.
 // Exception safety: record() never throws (a std::bad_alloc while adding a key drops the sample and
 // resets the summary);
 // hot_keys() and the constructor throw std::bad_alloc; the constructor throws invalid_option.
