@@ -1,9 +1,6 @@
 // Tests of cachet/metrics.hpp: the exposition text of a registry of stores and patterns, checked
 // sample by sample against their stats(), and by `promtool check metrics` (Debian's prometheus
 // package; the test fails with a message when promtool is not in PATH).
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cachet/cache_aside.hpp>
 #include <cachet/clock.hpp>
 #include <cachet/metrics.hpp>
@@ -13,14 +10,12 @@
 #include <cachet/tiered_store.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <tuple>
+
+#include "promtool_check.hpp"
 
 namespace {
 
@@ -37,25 +32,6 @@ int count_lines(const std::string& text, const std::string& prefix) {
 
 bool has_line(const std::string& text, const std::string& line) {
   return ("\n" + text).find("\n" + line + "\n") != std::string::npos;
-}
-
-// promtool's verdict on `text`: its exit status and what it printed.
-std::pair<int, std::string> promtool_check(const std::string& text) {
-  if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
-    FAIL("promtool is not in PATH: the metrics test needs it (apt-get install prometheus)");
-  }
-  const std::filesystem::path file =
-      std::filesystem::temp_directory_path() / ("cachet-metrics-" + std::to_string(::getpid()));
-  std::ofstream(file) << text;
-  const std::string cmd = "promtool check metrics < " + file.string() + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
-  const int status = ::pclose(p);
-  std::filesystem::remove(file);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 }  // namespace
@@ -90,7 +66,7 @@ TEST_CASE("metrics: a store's counters, one family each, labelled by cache", "[m
   CHECK(has_line(text, "cachet_entries{cache=\"users\"} 1.000000"));
   CHECK(has_line(text, "cachet_puts_total{cache=\"we\\\"ird\\\\name\",result=\"inserted\"} 1"));
 
-  const auto [rc, out] = promtool_check(text);
+  const auto [rc, out] = cachet_test::promtool_check(text);
   INFO(out);
   CHECK(rc == 0);
   CHECK(out.empty());
@@ -147,7 +123,7 @@ TEST_CASE("metrics: patterns add their loads; read_through and tiered_store thei
   CHECK(has_line(text, "cachet_origin_admitted_total{cache=\"db\"} 1"));
   CHECK(has_line(text, "cachet_origin_shed_total{cache=\"db\",reason=\"queue_full\"} 1"));
 
-  const auto [rc, out] = promtool_check(text);
+  const auto [rc, out] = cachet_test::promtool_check(text);
   INFO(out);
   CHECK(rc == 0);
   CHECK(out.empty());

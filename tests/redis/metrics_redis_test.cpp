@@ -1,19 +1,14 @@
 // cachet/redis/metrics.hpp: a redis_store and an invalidation listener in a metrics_registry. No
 // server is needed: stats() of a store that never connected, and of a listener whose server is
 // not there, are what is written; promtool checks the text (it must be in PATH).
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cachet/redis/invalidation_listener.hpp>
 #include <cachet/redis/metrics.hpp>
 #include <cachet/redis/redis_store.hpp>
 #include <catch2/catch.hpp>
-#include <cstdio>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <span>
 #include <string>
+
+#include "../promtool_check.hpp"
 
 TEST_CASE("redis metrics: redis_store and listener counters, promtool-clean", "[redis][metrics]") {
   cachet::redis_options o;
@@ -45,22 +40,8 @@ TEST_CASE("redis metrics: redis_store and listener counters, promtool-clean", "[
   CHECK(has("cachet_redis_fast_failures_total{cache=\"users\"} 1"));
   CHECK(has("cachet_invalidation_connected{cache=\"users_bus\"} 0.000000"));
 
-  if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
-    FAIL("promtool is not in PATH: the metrics test needs it (apt-get install prometheus)");
-  }
-  const std::filesystem::path file = std::filesystem::temp_directory_path() /
-                                     ("cachet-redis-metrics-" + std::to_string(::getpid()));
-  std::ofstream(file) << text;
-  const std::string cmd = "promtool check metrics < " + file.string() + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
-  const int status = ::pclose(p);
-  std::filesystem::remove(file);
+  const auto [rc, out] = cachet_test::promtool_check(text);
   INFO(out);
-  CHECK(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(rc == 0);
   CHECK(out.empty());
 }
