@@ -31,7 +31,7 @@ int count_lines(const std::string& text, const std::string& prefix) {
 }
 
 bool has_line(const std::string& text, const std::string& line) {
-  return ("\n" + text).find("\n" + line + "\n") != std::string::npos;
+  return (std::string("\n") + text).find(std::string("\n") + line + "\n") != std::string::npos;
 }
 
 }  // namespace

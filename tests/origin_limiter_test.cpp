@@ -38,7 +38,7 @@ struct gated_origin {
     cv.notify_all();
     cv.wait_for(l, std::chrono::minutes(1), [&] { return open; });
     --running;
-    return "row" + std::to_string(k);
+    return std::string("row") + std::to_string(k);
   }
   void close() {
     std::lock_guard<std::mutex> l(mu);
@@ -103,7 +103,7 @@ TEST_CASE("origin_limiter: beyond max_in_flight loads queue; beyond max_queue th
   CHECK(db.started == 2);  // the shed load never reached the origin
   db.release();
   for (std::thread& t : ts) t.join();
-  for (int i = 0; i < 3; ++i) CHECK(got[i] == "row" + std::to_string(i));
+  for (int i = 0; i < 3; ++i) CHECK(got[i] == std::string("row") + std::to_string(i));
   const cachet::origin_limiter_stats st = limit.stats();
   CHECK(st.admitted == 3);
   CHECK(st.queued == 1);

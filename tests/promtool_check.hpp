@@ -20,10 +20,10 @@ inline std::pair<int, std::string> promtool_check(const std::string& text) {
   if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
     FAIL("promtool is not in PATH: the metrics tests need it (apt-get install prometheus)");
   }
-  const std::filesystem::path file =
-      std::filesystem::temp_directory_path() / ("cachet-metrics-" + std::to_string(::getpid()));
+  const std::filesystem::path file = std::filesystem::temp_directory_path() /
+                                     (std::string("cachet-metrics-") + std::to_string(::getpid()));
   std::ofstream(file) << text;
-  const std::string cmd = "promtool check metrics < " + file.string() + " 2>&1";
+  const std::string cmd = std::string("promtool check metrics < ") + file.string() + " 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
   REQUIRE(p != nullptr);
   std::string out;

@@ -137,17 +137,18 @@ TEST_CASE("redis_store on a cluster: every key goes straight to its slot's prima
   store_type s(cluster_options(cluster));
 
   std::vector<std::string> keys;
-  for (int i = 0; i < 300; ++i) keys.push_back("k" + std::to_string(i));
-  for (const std::string& k : keys) REQUIRE(s.put(k, "v" + k) == cachet::put_result::inserted);
+  for (int i = 0; i < 300; ++i) keys.push_back(std::string("k") + std::to_string(i));
+  for (const std::string& k : keys)
+    REQUIRE(s.put(k, std::string("v") + k) == cachet::put_result::inserted);
 
   // Where each key landed, checked behind the store's back: on its slot's primary, nowhere else.
   std::vector<long long> per_node(cluster.size(), 0);
   for (const std::string& k : keys) {
-    const std::string rk = "c:" + k;
+    const std::string rk = std::string("c:") + k;
     const long long slot = cluster.slot_of(rk);
     REQUIRE(slot == cachet::detail::key_slot(rk));
     const std::size_t owner = cluster.owner(slot);
-    CHECK(cluster.get_on(owner, rk).str == "v" + k);
+    CHECK(cluster.get_on(owner, rk).str == std::string("v") + k);
     ++per_node[owner];
   }
   for (std::size_t i = 0; i < cluster.size(); ++i) {
@@ -156,7 +157,7 @@ TEST_CASE("redis_store on a cluster: every key goes straight to its slot's prima
     CHECK(cluster.node(i).raw({"DBSIZE"}).integer == per_node[i]);
   }
 
-  for (const std::string& k : keys) CHECK(s.get(k) == "v" + k);
+  for (const std::string& k : keys) CHECK(s.get(k) == std::string("v") + k);
   CHECK(s.contains("k7"));
   CHECK(s.erase("k7"));
   CHECK_FALSE(s.contains("k7"));
@@ -176,15 +177,15 @@ TEST_CASE("redis_store on a cluster: get_all and put_all are split per node", "[
   std::vector<std::pair<std::string, std::string>> items;
   std::vector<std::string> keys;
   for (int i = 0; i < 200; ++i) {
-    keys.push_back("m" + std::to_string(i));
-    items.emplace_back(keys.back(), "x" + std::to_string(i));
+    keys.push_back(std::string("m") + std::to_string(i));
+    items.emplace_back(keys.back(), std::string("x") + std::to_string(i));
   }
   const std::vector<cachet::put_result> put = s.put_all(items);
   for (const cachet::put_result r : put) CHECK(r == cachet::put_result::inserted);
   keys.push_back("absent");
   const std::vector<std::optional<std::string>> got = s.get_all(keys);
   REQUIRE(got.size() == keys.size());
-  for (int i = 0; i < 200; ++i) CHECK(got[i] == "x" + std::to_string(i));
+  for (int i = 0; i < 200; ++i) CHECK(got[i] == std::string("x") + std::to_string(i));
   CHECK_FALSE(got.back());
   // A pipeline per node: each node ran a share of the SETs, none ran a CROSSSLOT MGET.
   for (std::size_t i = 0; i < cluster.size(); ++i) {
@@ -250,8 +251,8 @@ TEST_CASE("redis_store on a cluster: resharding a slot while clients read and wr
   const long long slot = cluster.slot_of("c:{r}:0");
   const std::size_t from = cluster.owner(slot);
   const std::size_t to = (from + 1) % cluster.size();
-  const auto key = [](int i) { return "{r}:" + std::to_string(i); };
-  const auto rkey = [&](int i) { return "c:" + key(i); };
+  const auto key = [](int i) { return std::string("{r}:") + std::to_string(i); };
+  const auto rkey = [&](int i) { return std::string("c:") + key(i); };
   constexpr int n = 40;
   for (int i = 0; i < n; ++i) REQUIRE(s.put(key(i), "v0") == cachet::put_result::inserted);
 
@@ -268,7 +269,8 @@ TEST_CASE("redis_store on a cluster: resharding a slot while clients read and wr
       store_type mine(o);
       for (long v = 0; v < 200000 && !stop.load(); ++v) {
         const int j = static_cast<int>(v % wkeys);
-        const std::string k = "{r}:w" + std::to_string(w) + ":" + std::to_string(j);
+        const std::string k =
+            std::string("{r}:w") + std::to_string(w) + std::string(":") + std::to_string(j);
         if (mine.put(k, std::to_string(v)) == cachet::put_result::inserted) {
           acked[w][j] = v;
         } else {
@@ -281,7 +283,7 @@ TEST_CASE("redis_store on a cluster: resharding a slot while clients read and wr
     store_type mine(o);
     std::map<std::string, long> seen;
     for (int round = 0; round < 200000 && !stop.load(); ++round) {
-      const std::string k = "{r}:w" + std::to_string(round % writers) + ":" +
+      const std::string k = std::string("{r}:w") + std::to_string(round % writers) + ":" +
                             std::to_string((round / writers) % wkeys);
       if (auto v = mine.get(k)) {
         const long now = std::stol(*v);
@@ -338,7 +340,8 @@ TEST_CASE("redis_store on a cluster: resharding a slot while clients read and wr
   for (int w = 0; w < writers; ++w) {
     for (int j = 0; j < wkeys; ++j) {
       if (acked[w][j] < 0) continue;
-      const std::string rk = "c:{r}:w" + std::to_string(w) + ":" + std::to_string(j);
+      const std::string rk =
+          std::string("c:{r}:w") + std::to_string(w) + std::string(":") + std::to_string(j);
       CHECK(cluster.get_on(to, rk).str == std::to_string(acked[w][j]));
     }
   }
@@ -354,8 +357,8 @@ TEST_CASE("redis_store on a cluster: a dead primary fails its own slots only, fa
   // One key per node.
   std::vector<std::string> on(cluster.size());
   for (int i = 0; i < 1000; ++i) {
-    const std::string k = "d" + std::to_string(i);
-    std::string& slot = on[cluster.owner(cluster.slot_of("c:" + k))];
+    const std::string k = std::string("d") + std::to_string(i);
+    std::string& slot = on[cluster.owner(cluster.slot_of(std::string("c:") + k))];
     if (slot.empty()) slot = k;
   }
   for (const std::string& k : on) REQUIRE(s.put(k, "here") == cachet::put_result::inserted);
@@ -422,15 +425,15 @@ TEST_CASE("cluster invalidation: a write on any primary drops the key from anoth
   // One key per node, cached in the reader's L1.
   std::vector<std::string> on(cluster.size());
   for (int i = 0; i < 1000; ++i) {
-    const std::string k = "i" + std::to_string(i);
-    std::string& slot = on[cluster.owner(cluster.slot_of("c:" + k))];
+    const std::string k = std::string("i") + std::to_string(i);
+    std::string& slot = on[cluster.owner(cluster.slot_of(std::string("c:") + k))];
     if (slot.empty()) slot = k;
   }
   for (const std::string& k : on) {
     REQUIRE(writer.put(k, "old") == cachet::put_result::inserted);
     REQUIRE(eventually([&] {
       std::lock_guard<std::mutex> lock(mu);
-      return heard.count("c:" + k) == 1;  // our own write's message, before we cache
+      return heard.count(std::string("c:") + k) == 1;  // our own write's message, before we cache
     }));
     CHECK(reader.get(k) == "old");
     REQUIRE(reader.l1().peek(k) == "old");
@@ -444,7 +447,7 @@ TEST_CASE("cluster invalidation: a write on any primary drops the key from anoth
     INFO(k);
     REQUIRE(eventually([&] {
       std::lock_guard<std::mutex> lock(mu);
-      return heard.count("c:" + k) == 1;
+      return heard.count(std::string("c:") + k) == 1;
     }));
     CHECK_FALSE(reader.l1().peek(k));
     CHECK(reader.get(k) == "new");  // never "old" once the message arrived

@@ -31,7 +31,7 @@ TEST_CASE("redis metrics: redis_store and listener counters, promtool-clean", "[
   const std::string text = m.prometheus_text();
   INFO(text);
   const auto has = [&](const std::string& line) {
-    return ("\n" + text).find("\n" + line + "\n") != std::string::npos;
+    return (std::string("\n") + text).find(std::string("\n") + line + "\n") != std::string::npos;
   };
   CHECK(has("cachet_redis_requests_total{cache=\"users\",result=\"miss\"} 2"));
   CHECK(has("cachet_redis_errors_total{cache=\"users\",kind=\"connection\"} 1"));

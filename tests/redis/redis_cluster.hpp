@@ -110,7 +110,8 @@ class redis_cluster {
  private:
   void create() {
     std::vector<std::string> args{"redis-cli", "--cluster", "create"};
-    for (const auto& n : nodes_) args.push_back("127.0.0.1:" + std::to_string(n->port()));
+    for (const auto& n : nodes_)
+      args.push_back(std::string("127.0.0.1:") + std::to_string(n->port()));
     args.insert(args.end(), {"--cluster-replicas", "0", "--cluster-yes"});
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());

@@ -341,7 +341,7 @@ TEST_CASE("cache_aside over redis_store: Redis killed during loads; origin loads
     in_load = true;
     cv.notify_all();
     cv.wait_for(l, std::chrono::minutes(1), [&] { return release; });
-    return "row:" + k;
+    return std::string("row:") + k;
   };
 
   std::optional<std::string> first;

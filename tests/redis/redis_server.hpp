@@ -179,7 +179,7 @@ class redis_server {
     std::stringstream dirs(path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin");
     std::string d;
     while (std::getline(dirs, d, ':')) {
-      const std::string candidate = (d.empty() ? std::string(".") : d) + "/" + name;
+      const std::string candidate = (d.empty() ? std::string(".") : d) + std::string("/") + name;
       if (::access(candidate.c_str(), X_OK) == 0) return candidate;
     }
     return {};
