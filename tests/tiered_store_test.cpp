@@ -144,6 +144,29 @@ class background {
   std::thread t_;
 };
 
+// Changes key 1 from 10 to 20 by `op`: a write through the tier, or a write behind its back that
+// the bus reports (invalidate_local, invalidate_local_if, clear_local, suspend_local). Returns
+// what a read that starts afterwards must see.
+std::optional<int> change_key_1(held_tiered& t, const std::string& op) {
+  if (op == "put") {
+    t.put(1, 20);
+  } else if (op == "put_ttl") {
+    t.put(1, 20, 1h);
+  } else if (op == "put_if") {
+    t.put_if(1, 20, []() noexcept { return true; });
+  } else if (op == "erase") {
+    t.erase(1);
+    return std::nullopt;
+  } else {
+    t.l2().inner().put(1, 20);
+    if (op == "invalidate_local") t.invalidate_local(1);
+    if (op == "invalidate_local_if") t.invalidate_local_if([](int k) { return k < 10; });
+    if (op == "clear_local") t.clear_local();
+    if (op == "suspend_local") t.suspend_local();
+  }
+  return 20;
+}
+
 }  // namespace
 
 TEST_CASE("tiered_store: the read path: L1 hit, L2 hit promotes, miss", "[tiered]") {
@@ -361,23 +384,7 @@ TEST_CASE("tiered_store: a promotion that read the old value cannot land after a
   background reader([&] { got = t.get(1); }, &t.l2());
   REQUIRE(t.l2().wait_until_held());
 
-  std::optional<int> expected = 20;
-  if (op == "put") {
-    t.put(1, 20);
-  } else if (op == "put_ttl") {
-    t.put(1, 20, 1h);
-  } else if (op == "put_if") {
-    t.put_if(1, 20, []() noexcept { return true; });
-  } else if (op == "erase") {
-    t.erase(1);
-    expected = std::nullopt;
-  } else {
-    t.l2().inner().put(1, 20);  // written elsewhere; the bus tells this instance
-    if (op == "invalidate_local") t.invalidate_local(1);
-    if (op == "invalidate_local_if") t.invalidate_local_if([](int k) { return k < 10; });
-    if (op == "clear_local") t.clear_local();
-    if (op == "suspend_local") t.suspend_local();
-  }
+  const std::optional<int> expected = change_key_1(t, op);
   t.l2().release();
   reader.join();
 
@@ -445,16 +452,7 @@ TEST_CASE(
   background leader([&] { first = t.get(1); }, &t.l2());
   REQUIRE(t.l2().wait_until_held());  // it read 10 and is held
 
-  std::optional<int> expected = 20;
-  if (op == "erase") {
-    t.erase(1);
-    expected = std::nullopt;
-  } else {
-    t.l2().inner().put(1, 20);  // written elsewhere; the bus tells this instance
-    if (op == "invalidate_local") t.invalidate_local(1);
-    if (op == "invalidate_local_if") t.invalidate_local_if([](int k) { return k < 10; });
-    if (op == "clear_local") t.clear_local();
-  }
+  const std::optional<int> expected = change_key_1(t, op);
   // Started after the invalidation returned; L1 is empty, so it joins the leader's flight.
   std::optional<int> second;
   background follower([&] { second = t.get(1); });
