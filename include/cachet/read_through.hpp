@@ -119,7 +119,7 @@ class read_through {
 
   read_through(options opts, Loader loader, clock_type clock = clock_type{})
       : opts_(validated(opts)),
-        loader_(std::move(loader)),
+        loader_(std::forward<Loader>(loader)),  // Loader may be a reference type
         clock_(clock),
         store_(inner_options(opts_), clock),
         rng_(opts_.seed != 0 ? opts_.seed : detail::process_seed()) {}

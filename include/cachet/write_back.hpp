@@ -174,7 +174,7 @@ class write_back {
   template <class... StoreArgs>
   write_back(Source source, write_back_options opts, StoreArgs&&... store_args)
       : opts_(validated(std::move(opts))),
-        source_(std::move(source)),
+        source_(std::forward<Source>(source)),
         store_(std::forward<StoreArgs>(store_args)...),
         dirty_(opts_.max_dirty, opts_.max_delay) {
     flusher_ = std::thread([this] { run(); });

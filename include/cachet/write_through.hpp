@@ -57,7 +57,7 @@ class write_through {
   // Takes the Source, then constructs the store from `store_args` (e.g. its store_options).
   template <class... StoreArgs>
   explicit write_through(Source source, StoreArgs&&... store_args)
-      : source_(std::move(source)), cache_(std::forward<StoreArgs>(store_args)...) {}
+      : source_(std::forward<Source>(source)), cache_(std::forward<StoreArgs>(store_args)...) {}
 
   // The value for `key`: cached, or loaded from the Source (once across all threads) and cached.
   std::optional<mapped_type> get(const key_type& key) {
