@@ -4,6 +4,7 @@
 #include <cachet/cache_aside.hpp>
 #include <cachet/clock.hpp>
 #include <cachet/metrics.hpp>
+#include <cachet/miss_batcher.hpp>
 #include <cachet/origin_limiter.hpp>
 #include <cachet/read_through.hpp>
 #include <cachet/sharded_store.hpp>
@@ -11,9 +12,12 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <string>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "promtool_check.hpp"
 
@@ -102,8 +106,21 @@ TEST_CASE("metrics: patterns add their loads; read_through and tiered_store thei
     CHECK_THROWS_AS(limit.acquire(), cachet::origin_overloaded);
   }
 
+  struct bulk {
+    std::optional<std::string> load(const int& k) { return std::to_string(k); }
+    std::vector<std::pair<int, std::string>> load_all(std::span<const int> keys) {
+      std::vector<std::pair<int, std::string>> rows;
+      for (int k : keys) rows.emplace_back(k, std::to_string(k));
+      return rows;
+    }
+  };
+  cachet::miss_batcher<int, std::string, bulk> batcher({.max_batch = 1}, bulk{});
+  batcher.load(1);
+  batcher.load(2);
+
   cachet::metrics_registry m;
   m.add("db", limit);
+  m.add("batcher", batcher);
   m.add("aside", aside);
   m.add("rt", rt);
   m.add("tier", tier);
@@ -122,6 +139,8 @@ TEST_CASE("metrics: patterns add their loads; read_through and tiered_store thei
   CHECK(count_lines(text, "# TYPE cachet_load_duration_seconds summary") == 1);
   CHECK(has_line(text, "cachet_origin_admitted_total{cache=\"db\"} 1"));
   CHECK(has_line(text, "cachet_origin_shed_total{cache=\"db\",reason=\"queue_full\"} 1"));
+  CHECK(has_line(text, "cachet_batches_total{cache=\"batcher\",closed_by=\"max_batch\"} 2"));
+  CHECK(has_line(text, "cachet_batch_keys_loaded_total{cache=\"batcher\"} 2"));
 
   const auto [rc, out] = cachet_test::promtool_check(text);
   INFO(out);

@@ -22,6 +22,8 @@
 //     retries, write-through fallbacks, blocked and abandoned writes, its requests and loads;
 //   tiered_store: reads by tier, promotions, local invalidations and clears, coalesced L2 reads;
 //   origin_limiter: loads admitted, queued, shed by reason, in flight, waiting, queue wait;
+//   miss_batcher: requests, batches by how they closed, keys loaded, duplicates, failed batches,
+//     the largest batch;
 //   the Redis tier (include cachet/redis/metrics.hpp too): redis_store, the invalidation
 //     listeners and lease_loader.
 // A source type with none of these is refused at compile time with a message.
@@ -45,6 +47,7 @@
 #include <utility>
 #include <vector>
 
+#include "cachet/miss_batcher.hpp"
 #include "cachet/origin_limiter.hpp"
 #include "cachet/read_through.hpp"
 #include "cachet/single_flight.hpp"
@@ -285,6 +288,23 @@ inline void write_metrics(metrics_sink& m, std::string_view cache, const origin_
   m.gauge("cachet_origin_queue_wait_p99_seconds",
           "99th percentile queue wait of the origin loads that waited.", cache, {},
           static_cast<double>(s.wait_p99_nanos) * 1e-9);
+}
+
+inline void write_metrics(metrics_sink& m, std::string_view cache, const miss_batcher_stats& s) {
+  m.counter("cachet_batch_requests_total", "Loads that joined a miss batch.", cache, {},
+            s.requests);
+  constexpr std::string_view batches = "cachet_batches_total";
+  constexpr std::string_view batches_help = "Miss batches loaded, by what closed them.";
+  m.counter(batches, batches_help, cache, {{"closed_by", "max_batch"}}, s.full_batches);
+  m.counter(batches, batches_help, cache, {{"closed_by", "max_delay"}}, s.batches - s.full_batches);
+  m.counter("cachet_batch_keys_loaded_total", "Distinct keys loaded by miss batches.", cache, {},
+            s.keys_loaded);
+  m.counter("cachet_batch_duplicates_total", "Loads of a key already in their batch.", cache, {},
+            s.duplicates);
+  m.counter("cachet_batch_failures_total", "Miss batches whose load_all threw.", cache, {},
+            s.failed_batches);
+  m.gauge("cachet_batch_largest_keys", "The most distinct keys in one miss batch so far.", cache,
+          {}, static_cast<double>(s.largest_batch));
 }
 
 namespace detail {
