@@ -37,6 +37,17 @@
 // mutex that covers only the SQLite call (a few us), not the simulated round trip, so queries
 // overlap as they would on a database server.
 //
+// Cold start (min(X, 1) s per row): the same 8 threads against an empty read_through (TTL 1 h, so
+// the run measures warming, not expiry), over a database that serves only 4 queries at once (the
+// rest wait for a connection, as a saturated database queues them):
+//   single-flight            read_through alone: the misses of one key share one query.
+//   + origin_limiter         at most 4 loads in flight, 16 waiting up to 20 ms, the rest shed
+//                            (an error: nothing stale to serve when cold).
+//   + miss_batcher           the misses of different keys gathered (64 keys or 100 us) into one
+//                            `WHERE id IN (...)` query, through the limiter (one permit a batch).
+// Columns: DB queries; peak demand, the most queries in the database at once, running or
+// waiting; errors, reads shed; p50, p99, req/s; the hit ratio over the row.
+//
 // Two tiers (built when cachet::redis is, i.e. with hiredis; the demo starts its own redis-server
 // on a unix socket in a temporary directory and SIGKILLs it at exit; without redis-server in PATH
 // these rows are skipped, and say so):
@@ -54,7 +65,7 @@
 //                            dropped its copy, and whether B's next read had the new price.
 //
 // Usage: cachet_demo [--seconds X]   (X in (0, 60]: seconds per configuration; total ~6 X + 1.5 s
-// with the two-tier rows, ~5 X + 0.2 s without)
+// with the two-tier rows, ~5 X + 0.2 s without, plus 3 min(X, 1) s for the cold start)
 //
 // It exits non-zero if an invariant breaks, so it doubles as a smoke test. Checked, as they hold
 // whatever the timing: every request got its own product row; the cache's hits + misses (for the
@@ -83,6 +94,7 @@
 #include <cachet/cachet.hpp>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -90,9 +102,11 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "../bench/zipf.hpp"
@@ -177,6 +191,35 @@ class product_db {
     }
     in_flight_[id].fetch_sub(1);
     return p;
+  }
+
+  // One query for many ids (`WHERE id IN (...)`): one round trip, counted as one query.
+  std::vector<std::pair<std::uint64_t, product>> query_all(std::span<const std::uint64_t> ids) {
+    for (std::uint64_t id : ids) in_flight_[id].fetch_add(1);
+    queries_.fetch_add(1, std::memory_order_relaxed);
+    std::this_thread::sleep_for(k_round_trip);
+    std::string sql = "SELECT id, name, price_cents FROM products WHERE id IN (";
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      if (i != 0) sql += ',';
+      sql += std::to_string(ids[i]);
+    }
+    sql += ')';
+    std::vector<std::pair<std::uint64_t, product>> rows;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      sqlite3_stmt* st = nullptr;
+      check(sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr));
+      int rc;
+      while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const auto id = static_cast<std::uint64_t>(sqlite3_column_int64(st, 0));
+        rows.emplace_back(id, product{id, reinterpret_cast<const char*>(sqlite3_column_text(st, 1)),
+                                      sqlite3_column_int64(st, 2)});
+      }
+      sqlite3_finalize(st);
+      if (rc != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(db_));
+    }
+    for (std::uint64_t id : ids) in_flight_[id].fetch_sub(1);
+    return rows;
   }
 
   // A price change: the UPDATE, under the connection's mutex, no round trip, not counted.
@@ -703,6 +746,134 @@ bool redis_rows(product_db& db, const std::vector<cachet_bench::key_stream>& str
 }
 #endif  // CACHET_DEMO_REDIS
 
+// ---- cold start: the database can serve only k_connections queries at once ------------------
+
+constexpr int k_connections = 4;
+
+// product_db behind k_connections "connections": a query beyond them waits for one (a saturated
+// database queues). Counts the most queries in the database at once, running or waiting.
+class capped_db {
+ public:
+  explicit capped_db(product_db& db) : db_(&db) {}
+  std::optional<product> load(const std::uint64_t& id) {
+    slot s(*this);
+    return db_->query(id);
+  }
+  std::vector<std::pair<std::uint64_t, product>> load_all(std::span<const std::uint64_t> ids) {
+    slot s(*this);
+    return db_->query_all(ids);
+  }
+  int peak_demand() {
+    std::lock_guard<std::mutex> l(mu_);
+    return peak_;
+  }
+
+ private:
+  struct slot {
+    explicit slot(capped_db& c) : c_(c) {
+      std::unique_lock<std::mutex> l(c_.mu_);
+      c_.peak_ = std::max(c_.peak_, ++c_.demand_);
+      c_.cv_.wait(l, [&] { return c_.running_ < k_connections; });
+      ++c_.running_;
+    }
+    ~slot() {
+      {
+        std::lock_guard<std::mutex> l(c_.mu_);
+        --c_.running_;
+        --c_.demand_;
+      }
+      c_.cv_.notify_one();
+    }
+    capped_db& c_;
+  };
+  product_db* db_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int running_ = 0, demand_ = 0, peak_ = 0;
+};
+
+// A capped_db shared by reference (the wrappers keep their loader by value).
+struct capped_ref {
+  capped_db* db;
+  std::optional<product> load(const std::uint64_t& id) { return db->load(id); }
+  std::vector<std::pair<std::uint64_t, product>> load_all(std::span<const std::uint64_t> ids) {
+    return db->load_all(ids);
+  }
+};
+
+// The cold-start rows: read_through with a 1 h TTL (so the run measures warming, not expiry)
+// over the capped database, guarded by single-flight only, then an origin_limiter, then a
+// miss_batcher too. A read the limiter sheds is an error (nothing stale to serve when cold).
+void cold_start_rows(product_db& db, const std::vector<cachet_bench::key_stream>& streams,
+                     double seconds) {
+  std::printf(
+      "\nCold start: the same load from an empty cache (TTL 1 h), against a database that serves "
+      "%d\nqueries at once (the rest wait for a connection). %.1f s per row.\n",
+      k_connections, seconds);
+  std::printf("  %-23s %10s %12s %7s %8s %8s %8s %9s\n", "guard", "DB queries", "peak demand",
+              "errors", "p50", "p99", "req/s", "hit ratio");
+  const cachet::origin_limiter_options limits{
+      .max_in_flight = k_connections, .max_queue = 16, .max_wait = 20ms};
+  using limited = cachet::limited_loader<capped_ref>;
+  using batcher = cachet::miss_batcher<std::uint64_t, product, limited>;
+  for (int row = 0; row < 3; ++row) {
+    const char* label = row == 0   ? "single-flight"
+                        : row == 1 ? "+ origin_limiter"
+                                   : "+ miss_batcher";
+    capped_db capped(db);
+    cachet::origin_limiter limit(limits);
+    batcher batched({.max_batch = 64, .max_delay = 100us}, limited(limit, capped_ref{&capped}));
+    std::atomic<std::uint64_t> shed{0};
+    db.reset_counters();
+    run_result r;
+    double hits = 0;
+    auto serve = [&](auto& cache) {
+      return [&](std::uint64_t id) -> std::optional<product> {
+        try {
+          return cache.get(id);
+        } catch (const cachet::origin_overloaded&) {
+          ++shed;
+          return std::nullopt;
+        }
+      };
+    };
+    const typename cachet::read_through<store_type, capped_ref>::options opts{
+        .max_entries = k_products + 1, .ttl = std::chrono::hours(1), .xfetch_beta = 0};
+    if (row == 0) {
+      cachet::read_through<store_type, capped_ref> cache(opts, capped_ref{&capped});
+      r = drive(label, streams, db, seconds, serve(cache));
+      hits = static_cast<double>(cache.stats().hits);
+    } else if (row == 1) {
+      cachet::read_through<store_type, limited> cache(
+          {.max_entries = k_products + 1, .ttl = std::chrono::hours(1), .xfetch_beta = 0},
+          limited(limit, capped_ref{&capped}));
+      r = drive(label, streams, db, seconds, serve(cache));
+      hits = static_cast<double>(cache.stats().hits);
+    } else {
+      cachet::read_through<store_type, batcher&> cache(
+          {.max_entries = k_products + 1, .ttl = std::chrono::hours(1), .xfetch_beta = 0}, batched);
+      r = drive(label, streams, db, seconds, serve(cache));
+      hits = static_cast<double>(cache.stats().hits);
+    }
+    std::printf("  %-23s %10llu %12d %7llu %8s %8s %8.0f %8.1f%%\n", label,
+                static_cast<unsigned long long>(db.queries()), capped.peak_demand(),
+                static_cast<unsigned long long>(shed.load()), human_time(r.p50_ns).c_str(),
+                human_time(r.p99_ns).c_str(), static_cast<double>(r.requests) / r.seconds,
+                100 * hits / static_cast<double>(std::max<std::uint64_t>(1, r.requests)));
+    std::fflush(stdout);
+    expect(r.wrong == shed.load(), label, "a request was answered with another product's row");
+    expect(r.requests > 0, label, "no request completed");
+    expect(db.worst_burst() <= 1, label, "two queries of one key in flight");
+    if (row > 0) {
+      expect(capped.peak_demand() <= k_connections, label,
+             "more queries in the database than the limiter allows");
+    }
+    if (row == 2) {
+      expect(batched.stats().keys_loaded >= db.queries(), label, "a batch loaded no key");
+    }
+  }
+}
+
 int usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--seconds X]   (X in (0, 60]: seconds per configuration, default 2)\n",
@@ -798,6 +969,8 @@ int main(int argc, char** argv) {
         st.misses + st.early_refreshes == st.loads.loads + st.loads.coalesced + st.loads.answered,
         label, "misses + early refreshes != loads + coalesced + answered");
   }
+
+  cold_start_rows(db, streams, std::min(seconds, 1.0));
 
 #ifdef CACHET_DEMO_REDIS
   redis_rows(db, streams, seconds, load);
