@@ -1,6 +1,6 @@
 // A redis_store of a user type, with a codec of its own.
 //
-// A codec is two static functions (cachet/redis/codec.hpp): encode appends the bytes, decode turns
+// A codec is two static functions (cachet/codec.hpp): encode appends the bytes, decode turns
 // bytes back into a value or says they are malformed. This one writes a length-prefixed name after
 // a fixed-size id, and refuses anything that does not parse exactly. The example checks the codec
 // without a server; with CACHET_REDIS_SOCKET set to a redis-server's unix socket it also

@@ -3,7 +3,7 @@
 //
 // Purpose: the shared tier. redis_store<K, V> meets cachet::store, so every access pattern works
 // over it unchanged (cache_aside<redis_store<...>>). Keys become `key_prefix + KeyCodec(key)`,
-// values ValueCodec(value) (redis/codec.hpp); everything is sent with hiredis's length-prefixed
+// values ValueCodec(value) (cachet/codec.hpp); everything is sent with hiredis's length-prefixed
 // Argv calls, so both may hold any bytes. get = GET, contains = EXISTS, put = SET [PX ms],
 // erase = DEL, get_all = one MGET, put_all = pipelined SETs. Needs hiredis (link cachet::redis).
 //
@@ -86,7 +86,7 @@
 #include "cachet/detail/saturate.hpp"
 #include "cachet/hash.hpp"
 #include "cachet/options.hpp"
-#include "cachet/redis/codec.hpp"
+#include "cachet/codec.hpp"
 #include "cachet/redis/detail/circuit_breaker.hpp"
 #include "cachet/redis/detail/cluster_slots.hpp"
 #include "cachet/redis/detail/connection.hpp"
@@ -105,7 +105,7 @@ class redis_store {
   static_assert(codec<ValueCodec, V>,
                 "cachet::redis_store: ValueCodec must meet cachet::codec<ValueCodec, V>; V has no "
                 "default codec unless it is std::string or trivially copyable (see "
-                "cachet/redis/codec.hpp)");
+                "cachet/codec.hpp)");
   static_assert(codec<KeyCodec, K>,
                 "cachet::redis_store: KeyCodec must meet cachet::codec<KeyCodec, K>; K has no "
                 "default key codec unless it is std::string, an integer or trivially copyable");

@@ -1,6 +1,6 @@
-// cachet/redis/codec.hpp: the provided codecs round-trip, refuse malformed bytes, and the defaults
+// cachet/codec.hpp: the provided codecs round-trip, refuse malformed bytes, and the defaults
 // pick what the header says.
-#include <cachet/redis/codec.hpp>
+#include <cachet/codec.hpp>
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <limits>
