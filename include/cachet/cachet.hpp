@@ -17,6 +17,10 @@
 //   cachet/write_through.hpp  the write-through pattern (invalidate or update after the write)
 //   cachet/write_back.hpp     the write-back pattern: batched, coalescing, bounded, retrying
 //   cachet/tiered_store.hpp   a near cache: an in-process L1 in front of any store (Redis)
+//   cachet/origin_limiter.hpp bounds the loads in flight to the origin (a cold cache)
+//   cachet/miss_batcher.hpp   loads the misses of different keys with one load_all
+//   cachet/codec.hpp          keys and values as bytes (for snapshots and redis_store)
+//   cachet/snapshot.hpp       warm restart: save / load a store's live entries
 // Thread safety and exception safety: see each header.
 //
 // Example:
@@ -28,6 +32,7 @@
 
 #include "cachet/cache_aside.hpp"
 #include "cachet/clock.hpp"
+#include "cachet/codec.hpp"
 #include "cachet/eviction.hpp"
 #include "cachet/eviction/fifo.hpp"
 #include "cachet/eviction/lfu.hpp"
@@ -46,6 +51,7 @@
 #include "cachet/read_through.hpp"
 #include "cachet/sharded_store.hpp"
 #include "cachet/single_flight.hpp"
+#include "cachet/snapshot.hpp"
 #include "cachet/source.hpp"
 #include "cachet/stats.hpp"
 #include "cachet/store.hpp"

@@ -542,6 +542,29 @@ class sharded_store {
     }
   }
 
+  // for_each() that also passes each entry's remaining time to live: f(key, value, ttl) with ttl a
+  // std::chrono::nanoseconds, positive, or cachet::no_expiry for an entry without a deadline
+  // (remaining as of the moment its batch was copied). For a snapshot (snapshot.hpp). The same
+  // consistency, locking and allocation as for_each().
+  template <class F>
+  void for_each_with_ttl(F&& f) {
+    std::vector<snapshot_entry> batch;
+    for (std::size_t k = 0; k < shard_count_; ++k) {
+      for (detail::index_t pos = 0;;) {
+        const bool more = snapshot(shards_[k], pos, batch);
+        const std::int64_t t = now();
+        for (auto& e : batch) {
+          const std::chrono::nanoseconds ttl = e.deadline == detail::k_never
+                                                   ? no_expiry
+                                                   : std::chrono::nanoseconds(
+                                                         std::max<std::int64_t>(1, e.deadline - t));
+          f(std::as_const(e.key), std::as_const(e.value), ttl);
+        }
+        if (!more) break;
+      }
+    }
+  }
+
   // Reclaims every expired entry now (listener cause `expired`). Locks each shard in turn for a
   // pass over its slab. Returns how many entries it reclaimed. If the listener throws, every shard
   // is still swept, later listener calls are skipped, and the first exception is rethrown at the
@@ -695,6 +718,7 @@ class sharded_store {
     std::uint64_t epoch;
     detail::index_t index;
     std::uint32_t stamp;
+    std::int64_t deadline;
     K key;
     V value;
   };
@@ -1188,7 +1212,7 @@ class sharded_store {
       const auto& n = s.nodes[pos];
       if (n.deadline == detail::k_free || (n.deadline != detail::k_never && n.deadline <= t))
         continue;
-      batch.push_back(snapshot_entry{s.epoch, pos, n.stamp, n.key, n.value});
+      batch.push_back(snapshot_entry{s.epoch, pos, n.stamp, n.deadline, n.key, n.value});
     }
     return pos < hw;
   }
