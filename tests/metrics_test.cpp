@@ -3,6 +3,7 @@
 // package; the test fails with a message when promtool is not in PATH).
 #include <cachet/cache_aside.hpp>
 #include <cachet/clock.hpp>
+#include <cachet/hot_keys.hpp>
 #include <cachet/metrics.hpp>
 #include <cachet/miss_batcher.hpp>
 #include <cachet/origin_limiter.hpp>
@@ -150,4 +151,34 @@ TEST_CASE("metrics: patterns add their loads; read_through and tiered_store thei
   CHECK(m.remove("rt"));
   CHECK_FALSE(m.remove("rt"));
   CHECK(m.prometheus_text().find("cache=\"rt\"") == std::string::npos);
+}
+
+TEST_CASE("metrics: the hottest keys of a tracker or a tracked_store, as valid text",
+          "[metrics][hot_keys]") {
+  using store_t = cachet::sharded_store<std::string, int>;
+  cachet::tracked_store<store_t> users({.sample_every = 1, .capacity = 16},
+                                       store_t::options_type{.max_entries = 64});
+  users.put(std::string("alice"), 1);
+  for (int i = 0; i < 3; ++i) users.get(std::string("alice"));
+  users.get(std::string("bob \"b\"\n"));  // quotes escaped; the newline becomes \x0a
+  users.get(std::string("\x01\xff", 2));   // bytes that are not printable ASCII
+  cachet::hot_key_tracker<int> ids({.sample_every = 1});
+  for (int i = 0; i < 12; ++i) ids.record(i % 3 == 0 ? 7 : 100 + i);
+
+  cachet::metrics_registry m;
+  m.add("users", users);
+  m.add("ids", ids);
+  const std::string text = m.prometheus_text();
+  INFO(text);
+  CHECK(has_line(text, "cachet_hot_key_share{cache=\"users\",key=\"alice\"} 0.600000"));
+  CHECK(has_line(text, "cachet_hot_key_share{cache=\"users\",key=\"bob \\\"b\\\"\\\\x0a\"} 0.200000"));
+  CHECK(has_line(text, "cachet_hot_key_share{cache=\"users\",key=\"\\\\x01\\\\xff\"} 0.200000"));
+  CHECK(has_line(text, "cachet_hot_key_sampled_reads_total{cache=\"users\"} 5"));
+  CHECK(has_line(text, "cachet_requests_total{cache=\"users\",result=\"hit\"} 3"));  // its store
+  CHECK(has_line(text, "cachet_hot_key_share{cache=\"ids\",key=\"7\"} 0.333333"));
+  CHECK(count_lines(text, "cachet_hot_key_share{cache=\"ids\"") == 9);  // every key seen
+  const auto [rc, out] = cachet_test::promtool_check(text);
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(out.empty());
 }

@@ -24,6 +24,9 @@
 //   origin_limiter: loads admitted, queued, shed by reason, in flight, waiting, queue wait;
 //   miss_batcher: requests, batches by how they closed, keys loaded, duplicates, failed batches,
 //     the largest batch;
+//   hot_key_tracker, and tracked_store (its store's counters too): the k_exported_hot_keys
+//     hottest keys' shares of the sampled reads (a `key` label: the key's default codec text,
+//     bytes outside printable ASCII as \xNN), sampled reads, dropped samples;
 //   the Redis tier (include cachet/redis/metrics.hpp too): redis_store, the invalidation
 //     listeners and lease_loader.
 // A source type with none of these is refused at compile time with a message.
@@ -47,6 +50,8 @@
 #include <utility>
 #include <vector>
 
+#include "cachet/codec.hpp"
+#include "cachet/hot_keys.hpp"
 #include "cachet/miss_batcher.hpp"
 #include "cachet/origin_limiter.hpp"
 #include "cachet/read_through.hpp"
@@ -307,7 +312,59 @@ inline void write_metrics(metrics_sink& m, std::string_view cache, const miss_ba
           {}, static_cast<double>(s.largest_batch));
 }
 
+// How many of a tracker's hottest keys the export lists (a label per key: a bounded cardinality).
+inline constexpr std::size_t k_exported_hot_keys = 10;
+
 namespace detail {
+// A key as a label value: its default codec's bytes, with bytes outside printable ASCII written
+// as \xNN (label values must be UTF-8; keys may be any bytes). Empty if K has no default codec.
+template <class K>
+std::string hot_key_label(const K& key) {
+  using C = default_key_codec<K>;
+  if constexpr (std::is_void_v<C>) {
+    return {};
+  } else {
+    std::string bytes;
+    C::encode(key, bytes);
+    std::string out;
+    for (unsigned char c : bytes) {
+      if (c >= 0x20 && c < 0x7f) {
+        out.push_back(static_cast<char>(c));
+      } else {
+        constexpr char k_hex[] = "0123456789abcdef";
+        out.append("\\x").push_back(k_hex[c >> 4]);
+        out.push_back(k_hex[c & 15]);
+      }
+    }
+    return out;
+  }
+}
+}  // namespace detail
+
+template <class K, class H, class E>
+void write_metrics(metrics_sink& m, std::string_view cache, const hot_key_tracker<K, H, E>& t) {
+  for (const auto& h : t.hot_keys(k_exported_hot_keys)) {
+    m.gauge("cachet_hot_key_share",
+            "Share of the sampled reads of one of the hottest keys (Space-Saving, an "
+            "overestimate by at most error/sampled).",
+            cache, {{"key", detail::hot_key_label(h.key)}}, h.share);
+  }
+  m.counter("cachet_hot_key_sampled_reads_total", "Reads the hot-key tracker sampled.", cache, {},
+            t.sampled());
+  m.counter("cachet_hot_key_dropped_samples_total",
+            "Samples the hot-key tracker dropped (it was busy).", cache, {}, t.dropped());
+}
+
+namespace detail {
+template <class S>
+concept metrics_hot_key_source = requires(const S& s, metrics_sink& m) {
+  write_metrics(m, std::string_view{}, s.tracker());
+};
+template <class S>
+concept metrics_tracker = requires(const S& s, metrics_sink& m) {
+  s.hot_keys(std::size_t{1});
+  write_metrics(m, std::string_view{}, s);
+};
 template <class S>
 concept metrics_stats_source = requires(const S& s, metrics_sink& m) {
   write_metrics(m, std::string_view{}, s.stats());
@@ -334,7 +391,7 @@ class metrics_registry {
   template <class Source>
   void add(std::string name, Source& source) {
     static_assert(detail::metrics_stats_source<Source> || detail::metrics_load_source<Source> ||
-                      detail::metrics_store_owner<Source>,
+                      detail::metrics_store_owner<Source> || detail::metrics_tracker<Source>,
                   "cachet::metrics_registry::add: the source has no stats() this registry can "
                   "write (for the Redis tier, include cachet/redis/metrics.hpp)");
     if (name.empty()) throw std::invalid_argument("metrics_registry::add: empty name");
@@ -375,10 +432,15 @@ class metrics_registry {
   // and read_through give their own (their requests are the pattern's).
   template <class Source>
   static void collect(metrics_sink& m, std::string_view cache, Source& source) {
-    if constexpr (detail::metrics_stats_source<Source>) {
+    if constexpr (detail::metrics_tracker<Source>) {
+      write_metrics(m, cache, std::as_const(source));
+    } else if constexpr (detail::metrics_stats_source<Source>) {
       write_metrics(m, cache, std::as_const(source).stats());
     } else if constexpr (detail::metrics_store_owner<Source>) {
       collect(m, cache, source.store());
+    }
+    if constexpr (detail::metrics_hot_key_source<Source>) {
+      write_metrics(m, cache, std::as_const(source).tracker());
     }
     if constexpr (detail::metrics_load_source<Source>) {
       write_metrics(m, cache, std::as_const(source).load_stats());
