@@ -92,6 +92,8 @@
 #include <atomic>
 #include <bit>
 #include <cachet/cachet.hpp>
+#include <cachet/hot_keys.hpp>
+#include <cachet/metrics.hpp>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -816,6 +818,8 @@ void cold_start_rows(product_db& db, const std::vector<cachet_bench::key_stream>
       .max_in_flight = k_connections, .max_queue = 16, .max_wait = 20ms};
   using limited = cachet::limited_loader<capped_ref>;
   using batcher = cachet::miss_batcher<std::uint64_t, product, limited>;
+  cachet::metrics_registry metrics;
+  std::string exported;
   for (int row = 0; row < 3; ++row) {
     const char* label = row == 0   ? "single-flight"
                         : row == 1 ? "+ origin_limiter"
@@ -852,8 +856,22 @@ void cold_start_rows(product_db& db, const std::vector<cachet_bench::key_stream>
     } else {
       cachet::read_through<store_type, batcher&> cache(
           {.max_entries = k_products + 1, .ttl = std::chrono::hours(1), .xfetch_beta = 0}, batched);
-      r = drive(label, streams, db, seconds, serve(cache));
+      cachet::hot_key_tracker<std::uint64_t> hot(
+          {.sample_every = 7});  // prime: every 4th read is the deal
+      r = drive(label, streams, db, seconds, [&](std::uint64_t id) {
+        hot.record(id);
+        return serve(cache)(id);
+      });
       hits = static_cast<double>(cache.stats().hits);
+      // What a service would serve on /metrics after this row (include/cachet/metrics.hpp).
+      metrics.add("products", cache);
+      metrics.add("origin", limit);
+      metrics.add("origin_batches", batched);
+      metrics.add("product_reads", hot);
+      exported = metrics.prometheus_text();
+      const auto hottest = hot.hot_keys(1);
+      expect(!hottest.empty() && hottest[0].key == k_deal, label,
+             "the deal is not the hottest key");
     }
     std::printf("  %-23s %10llu %12d %7llu %8s %8s %8.0f %8.1f%%\n", label,
                 static_cast<unsigned long long>(db.queries()), capped.peak_demand(),
@@ -872,6 +890,10 @@ void cold_start_rows(product_db& db, const std::vector<cachet_bench::key_stream>
       expect(batched.stats().keys_loaded >= db.queries(), label, "a batch loaded no key");
     }
   }
+  std::printf(
+      "\nExported metrics of the + miss_batcher row (Prometheus text, cachet::metrics_registry):\n"
+      "%s",
+      exported.c_str());
 }
 
 int usage(const char* argv0) {
