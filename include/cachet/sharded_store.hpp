@@ -238,7 +238,7 @@ class sharded_store {
 
   // Maps key to value with the default TTL (options.default_ttl; none if zero).
   put_result put(K key, V value) {
-    return put_impl(std::move(key), std::move(value), default_ttl());
+    return put_impl(std::move(key), std::move(value), effective_default_ttl());
   }
 
   // Maps key to value, expiring after `ttl` (jittered by options.ttl_jitter); cachet::no_expiry for
@@ -270,12 +270,75 @@ class sharded_store {
   // call into the store. The ttl overload takes any duration and cachet::no_expiry as put() does.
   template <detail::nothrow_condition Pred>
   put_result put_if(K key, V value, Pred still_valid) {
-    return put_impl(std::move(key), std::move(value), default_ttl(), still_valid);
+    return put_impl(std::move(key), std::move(value), effective_default_ttl(), still_valid);
   }
   template <class Rep, class Period, detail::nothrow_condition Pred>
   put_result put_if(K key, V value, std::chrono::duration<Rep, Period> ttl, Pred still_valid) {
     return put_impl(std::move(key), std::move(value), detail::checked_ttl(ttl, "put_if"),
                     still_valid);
+  }
+
+  // ---- expiry control
+  // ----------------------------------------------------------------------------
+
+  // The time `key` has left to live: nullopt if it has no live entry, cachet::no_expiry if it
+  // never expires. Counts nothing and tells the policy nothing (a quiet lookup, as peek()).
+  template <class Q = K>
+  std::optional<std::chrono::nanoseconds> expires_in(const key_arg<Q>& key) {
+    std::optional<std::chrono::nanoseconds> left;
+    lookup_quietly<Q>(key, [&](const node_type& n) {
+      left =
+          n.deadline == detail::k_never ? no_expiry : std::chrono::nanoseconds(n.deadline - now());
+    });
+    return left;
+  }
+
+  // Gives `key`'s live entry a new time to live, `ttl` from now (no jitter; cachet::no_expiry:
+  // none), keeping its value. Returns whether there was a live entry. A write for the policy (an
+  // earliest-deadline policy reorders it) and for compute(), which reruns its function if it
+  // raced this. Blocks on one shard lock. Throws std::invalid_argument unless ttl > 0.
+  template <class Q = K, class Rep, class Period>
+  bool set_expires_after(const key_arg<Q>& key, std::chrono::duration<Rep, Period> ttl) {
+    const std::chrono::nanoseconds d = detail::checked_ttl(ttl, "set_expires_after");
+    const std::int64_t deadline = d == no_expiry ? detail::k_never : saturating_deadline(d);
+    const std::uint64_t h = hash_of(key);
+    shard& s = shard_for(h);
+    removal_buffer out;
+    bool live = false;
+    {
+      std::lock_guard<detail::spin_mutex> g(s.mu);
+      auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
+      if (it != s.table.end()) {
+        const detail::index_t i = *it;
+        if (expired(s.nodes[i])) {
+          remove_at(s, it, i, removal_cause::expired, out);
+        } else {
+          set_deadline(s, s.nodes[i], deadline);
+          ++s.nodes[i].stamp;
+          s.policy.on_update(i);
+          live = true;
+        }
+      }
+    }
+    notify(out);
+    return live;
+  }
+
+  // The TTL a put without one gives its entry now: options.default_ttl until set_default_ttl()
+  // changed it; 0 = none.
+  std::chrono::nanoseconds default_ttl() const noexcept {
+    return std::chrono::nanoseconds(default_ttl_ns_.load(std::memory_order_relaxed));
+  }
+
+  // Changes the TTL of later puts that take the default (put, put_if, put_if_absent, the atomic
+  // operations); entries already stored keep theirs. 0 = no expiry. options() keeps returning
+  // the options the store was built with. Lock-free. Throws invalid_option("default_ttl") if
+  // negative.
+  void set_default_ttl(std::chrono::nanoseconds ttl) {
+    if (ttl < std::chrono::nanoseconds::zero()) {
+      throw invalid_option("default_ttl", "is negative: must be >= 0 (0 = entries do not expire)");
+    }
+    default_ttl_ns_.store(ttl.count(), std::memory_order_relaxed);
   }
 
   // Removes `key`. True if a live entry was removed (reported to the listener as explicit_erase);
@@ -316,7 +379,7 @@ class sharded_store {
   // one shard lock.
   std::optional<V> put_if_absent(K key, V value) {
     std::optional<V> existing;
-    insert_absent(std::move(key), std::move(value), default_ttl(), existing);
+    insert_absent(std::move(key), std::move(value), effective_default_ttl(), existing);
     return existing;
   }
   template <class Rep, class Period>
@@ -333,7 +396,7 @@ class sharded_store {
   V get_or_insert(K key, V value) {
     std::optional<V> existing;
     V copy(value);
-    insert_absent(std::move(key), std::move(value), default_ttl(), existing);
+    insert_absent(std::move(key), std::move(value), effective_default_ttl(), existing);
     return existing ? std::move(*existing) : std::move(copy);
   }
 
@@ -358,7 +421,7 @@ class sharded_store {
           V made = fn(key);
           std::optional<V> existing;
           V copy(made);
-          insert_absent(K(key), std::move(made), default_ttl(), existing);
+          insert_absent(K(key), std::move(made), effective_default_ttl(), existing);
           return existing ? std::move(existing) : std::optional<V>(std::move(copy));
         });
     return std::move(*r);
@@ -408,7 +471,7 @@ class sharded_store {
   // false. False also when the store refused `desired` (then the old entry is gone, as with put()).
   bool replace(const K& key, const V& expected, V desired) requires std::equality_comparable<V> {
     K k(key);
-    return stored(locked_write(k, desired, default_ttl(),
+    return stored(locked_write(k, desired, effective_default_ttl(),
                                [&](shard& s, std::uint64_t h, std::uint32_t w,
                                    std::int64_t deadline, removal_buffer& out) {
                                  auto it = s.table.find(probe_key<K>{&k, low32(h)});
@@ -554,10 +617,10 @@ class sharded_store {
         const bool more = snapshot(shards_[k], pos, batch);
         const std::int64_t t = now();
         for (auto& e : batch) {
-          const std::chrono::nanoseconds ttl = e.deadline == detail::k_never
-                                                   ? no_expiry
-                                                   : std::chrono::nanoseconds(
-                                                         std::max<std::int64_t>(1, e.deadline - t));
+          const std::chrono::nanoseconds ttl =
+              e.deadline == detail::k_never
+                  ? no_expiry
+                  : std::chrono::nanoseconds(std::max<std::int64_t>(1, e.deadline - t));
           f(std::as_const(e.key), std::as_const(e.value), ttl);
         }
         if (!more) break;
@@ -831,8 +894,16 @@ class sharded_store {
     return n.deadline != detail::k_never && n.deadline <= now();
   }
 
-  std::chrono::nanoseconds default_ttl() const noexcept {
-    return opts_.default_ttl.count() == 0 ? no_expiry : opts_.default_ttl;
+  // The TTL of a put without one: no_expiry when the default is 0.
+  std::chrono::nanoseconds effective_default_ttl() const noexcept {
+    const std::int64_t d = default_ttl_ns_.load(std::memory_order_relaxed);
+    return d == 0 ? no_expiry : std::chrono::nanoseconds(d);
+  }
+
+  // Absolute deadline `d` from now, without jitter, clamped below k_never.
+  std::int64_t saturating_deadline(std::chrono::nanoseconds d) const noexcept {
+    const std::int64_t t = now();
+    return t > detail::k_never - 1 - d.count() ? detail::k_never - 1 : t + d.count();
   }
 
   // Absolute deadline for a ttl starting now, shortened by the jitter. Outside any lock.
@@ -1030,7 +1101,7 @@ class sharded_store {
       k.emplace(key);
       result.emplace(*next);
       w = opts_.weigher ? opts_.weigher(std::as_const(*k), std::as_const(*next)) : 1;
-      deadline = deadline_for(default_ttl());
+      deadline = deadline_for(effective_default_ttl());
     }
     removal_buffer out;
     bool unchanged = false;
@@ -1228,6 +1299,8 @@ class sharded_store {
   std::size_t shard_count_ = 0;
   int shard_bits_ = 0;
   std::atomic<single_flight<K, V, Hash, KeyEqual>*> insert_flights_{nullptr};
+  // options.default_ttl, until set_default_ttl() changes it (0 = none).
+  std::atomic<std::int64_t> default_ttl_ns_{opts_.default_ttl.count()};
 };
 
 }  // namespace cachet
