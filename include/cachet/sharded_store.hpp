@@ -220,7 +220,7 @@ class sharded_store {
   template <class Q = K>
   bool contains(const key_arg<Q>& key) {
     bool found = false;
-    lookup_quietly<Q>(key, [&](const auto&) { found = true; });
+    with_live_entry<Q>(key, [&](shard&, detail::index_t) { found = true; });
     return found;
   }
 
@@ -232,7 +232,7 @@ class sharded_store {
   template <class Q = K>
   std::optional<V> peek(const key_arg<Q>& key) {
     std::optional<V> result;
-    lookup_quietly<Q>(key, [&](const auto& node) { result.emplace(node.value); });
+    with_live_entry<Q>(key, [&](shard& s, detail::index_t i) { result.emplace(s.nodes[i].value); });
     return result;
   }
 
@@ -286,9 +286,9 @@ class sharded_store {
   template <class Q = K>
   std::optional<std::chrono::nanoseconds> expires_in(const key_arg<Q>& key) {
     std::optional<std::chrono::nanoseconds> left;
-    lookup_quietly<Q>(key, [&](const node_type& n) {
-      left =
-          n.deadline == detail::k_never ? no_expiry : std::chrono::nanoseconds(n.deadline - now());
+    with_live_entry<Q>(key, [&](shard& s, detail::index_t i) {
+      const std::int64_t deadline = s.nodes[i].deadline;
+      left = deadline == detail::k_never ? no_expiry : std::chrono::nanoseconds(deadline - now());
     });
     return left;
   }
@@ -301,27 +301,11 @@ class sharded_store {
   bool set_expires_after(const key_arg<Q>& key, std::chrono::duration<Rep, Period> ttl) {
     const std::chrono::nanoseconds d = detail::checked_ttl(ttl, "set_expires_after");
     const std::int64_t deadline = d == no_expiry ? detail::k_never : saturating_deadline(d);
-    const std::uint64_t h = hash_of(key);
-    shard& s = shard_for(h);
-    removal_buffer out;
-    bool live = false;
-    {
-      std::lock_guard<detail::spin_mutex> g(s.mu);
-      auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
-      if (it != s.table.end()) {
-        const detail::index_t i = *it;
-        if (expired(s.nodes[i])) {
-          remove_at(s, it, i, removal_cause::expired, out);
-        } else {
-          set_deadline(s, s.nodes[i], deadline);
-          ++s.nodes[i].stamp;
-          s.policy.on_update(i);
-          live = true;
-        }
-      }
-    }
-    notify(out);
-    return live;
+    return with_live_entry<Q>(key, [&](shard& s, detail::index_t i) {
+      set_deadline(s, s.nodes[i], deadline);
+      ++s.nodes[i].stamp;
+      s.policy.on_update(i);
+    });
   }
 
   // The TTL a put without one gives its entry now: options.default_ttl until set_default_ttl()
@@ -1163,13 +1147,16 @@ class sharded_store {
            !(std::is_trivially_destructible_v<K> && std::is_trivially_destructible_v<V>);
   }
 
-  // contains() and peek(): calls live(node) under the shard lock if `key` maps to a live entry,
-  // reclaims it if it has expired; counts nothing and tells the policy nothing.
+  // Calls live(shard, index) under the shard lock if `key` maps to a live entry and returns true;
+  // reclaims the entry if it has expired (and returns false). Counts nothing; what `live` does
+  // is all that happens to the entry and the policy (contains, peek, expires_in read;
+  // set_expires_after writes).
   template <class Q, class Live>
-  void lookup_quietly(const key_arg<Q>& key, Live&& live) {
+  bool with_live_entry(const key_arg<Q>& key, Live&& live) {
     const std::uint64_t h = hash_of(key);
     shard& s = shard_for(h);
     removal_buffer out;
+    bool found = false;
     {
       std::lock_guard<detail::spin_mutex> g(s.mu);
       auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
@@ -1178,11 +1165,13 @@ class sharded_store {
         if (expired(s.nodes[i])) {
           remove_at(s, it, i, removal_cause::expired, out);
         } else {
-          live(s.nodes[i]);
+          live(s, i);
+          found = true;
         }
       }
     }
     notify(out);
+    return found;
   }
 
   typename table_type::iterator find_index(shard& s, detail::index_t i) {
