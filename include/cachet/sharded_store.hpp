@@ -579,14 +579,8 @@ class sharded_store {
   // and re-inserted meanwhile may be visited twice. f may call into the store.
   template <class F>
   void for_each(F&& f) {
-    std::vector<snapshot_entry> batch;
-    for (std::size_t k = 0; k < shard_count_; ++k) {
-      for (detail::index_t pos = 0;;) {
-        const bool more = snapshot(shards_[k], pos, batch);
-        for (auto& e : batch) f(std::as_const(e.key), std::as_const(e.value));
-        if (!more) break;
-      }
-    }
+    for_each_with_ttl(
+        [&f](const K& key, const V& value, std::chrono::nanoseconds) { f(key, value); });
   }
 
   // for_each() that also passes each entry's remaining time to live: f(key, value, ttl) with ttl a
