@@ -288,7 +288,7 @@ TEST_CASE("snapshot: the reader survives arbitrary bytes", "[snapshot]") {
         default:
           bad.insert(at, std::string(1 + rng() % 8, static_cast<char>(rng())));
       }
-      if (bad.empty()) bad = "x";
+      if (bad.empty()) bad.push_back('x');
     }
     if (round % 2 == 0) reseal(bad);
     write_file(file, bad);
