@@ -328,3 +328,23 @@ TEST_CASE("snapshot: saving while other threads write", "[snapshot]") {
   });
   CHECK(well_formed);
 }
+
+TEST_CASE("snapshot: concurrent saves to one path leave one whole snapshot", "[snapshot]") {
+  // Each save writes its own temporary file and renames it over the path: whichever rename comes
+  // last wins, the file is always complete, and no temporary is left behind.
+  temp_dir dir;
+  const fs::path file = dir.path / "s.snap";
+  cachet::sharded_store<std::uint64_t, std::uint64_t> s({.max_entries = 1024});
+  for (std::uint64_t k = 0; k < 300; ++k) s.put(k, k * 3);
+  std::vector<std::thread> savers;
+  for (int t = 0; t < 3; ++t) {
+    savers.emplace_back([&] {
+      for (int i = 0; i < 10; ++i) cachet::save(s, file);
+    });
+  }
+  for (auto& t : savers) t.join();
+  CHECK(dir.files() == 1);
+  cachet::sharded_store<std::uint64_t, std::uint64_t> b({.max_entries = 1024});
+  CHECK(cachet::load(b, file).loaded == 300);
+  CHECK(b.get(299) == 897u);
+}
