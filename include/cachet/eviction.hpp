@@ -32,6 +32,10 @@
 //                                  (the put then throws and nothing has changed). For state that
 //                                  grows with the entries when there is no entry bound to size it
 //                                  by up front (policy_init::capacity == 0).
+//       static constexpr bool orders_by_deadline = true
+//                                  the order follows the entries' deadlines: then a read that
+//                                  moves a deadline (expire_after_access, an expiry_policy)
+//                                  calls on_update(i) after on_access(i).
 //
 // How the policies still to come fit this contract:
 //   - SIEVE (Zhang et al., NSDI'24): hook = {link, visited bit}; on_access sets the bit (the only

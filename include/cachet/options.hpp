@@ -7,7 +7,8 @@
 //
 // Thread safety: plain values; copy freely. The callbacks (`weigher`, `on_removal`) are called by
 // the store from whatever thread performs the operation, never while a shard lock is held, so they
-// must be thread-safe themselves and may call back into the store.
+// must be thread-safe themselves and may call back into the store. An `expiry` policy is the
+// exception: it runs under the shard lock (see expiry_policy).
 //
 // Exception safety: nothing here throws; a store's constructor throws `invalid_option` for bad
 // values.
@@ -26,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -119,6 +121,38 @@ class invalid_option : public std::invalid_argument {
   std::string option_;
 };
 
+// Per-entry lifetimes chosen by the user, as Caffeine's Expiry: set store_options::expiry to an
+// object deriving from this and overriding what it needs. Each function returns the entry's time
+// to live from now: cachet::no_expiry for none, zero or less for "expired now" (a read that asked
+// still returns the value it found). The defaults keep what the store would do without an expiry.
+//   after_create(key, value, ttl): a write stored a new entry. `ttl` is the TTL the write asked
+//     for (the default TTL or the one given to the call, jittered; no_expiry when none).
+//   after_update(key, value, ttl, remaining): a write replaced a live entry's value; `remaining`
+//     is what the old entry had left (no_expiry when none).
+//   after_read(key, value, remaining): a read returned the entry (get(), get_all(), and
+//     get_or_insert() / put_if_absent() finding it); the quiet lookups (peek, contains,
+//     expires_in) do not call it.
+// They run under the entry's shard lock, from any thread, often at once for different keys: they
+// must be thread-safe, fast, and must not call the store (that deadlocks). They are noexcept.
+// set_expires_after() sets a lifetime directly and calls none of them.
+template <class K, class V>
+class expiry_policy {
+ public:
+  virtual ~expiry_policy() = default;
+  virtual std::chrono::nanoseconds after_create(const K&, const V&,
+                                                std::chrono::nanoseconds ttl) noexcept {
+    return ttl;
+  }
+  virtual std::chrono::nanoseconds after_update(const K&, const V&, std::chrono::nanoseconds ttl,
+                                                std::chrono::nanoseconds /*remaining*/) noexcept {
+    return ttl;
+  }
+  virtual std::chrono::nanoseconds after_read(const K&, const V&,
+                                              std::chrono::nanoseconds remaining) noexcept {
+    return remaining;
+  }
+};
+
 template <class K, class V>
 struct store_options {
   // Maximum number of entries. Required unless max_weight is set. The bound is split evenly over
@@ -148,6 +182,16 @@ struct store_options {
   // so entries written together do not all expire at the same instant. Jitter never lengthens a TTL
   // (the clock's resolution still applies: see clock.hpp).
   double ttl_jitter = 0.0;
+
+  // Time to idle: > 0 makes an entry expire this long after its last read or write (the reads
+  // expiry_policy::after_read lists); 0 = off. A put given its own TTL keeps that lifetime until
+  // the entry's next read or write. An entry has one deadline, so this cannot be combined with
+  // default_ttl (an absolute cap) or with `expiry`: the constructor throws invalid_option. For an
+  // idle timeout under a hard cap, keep the creation time in the value and use an expiry_policy.
+  std::chrono::nanoseconds expire_after_access{0};
+
+  // A per-entry lifetime policy (expiry_policy above); null = none. Shared, so options copy.
+  std::shared_ptr<expiry_policy<K, V>> expiry{};
 
   // Called after an entry leaves the store, with the key, the value it had and why. Runs on the
   // thread that caused the removal, after the shard lock is released. Within one store operation,

@@ -211,6 +211,7 @@ class sharded_store {
     }
     std::optional<V> result(n.value);  // copy first: if it throws, nothing has changed
     if constexpr (!policy_type::access_is_noop) s.policy.on_access(i);
+    if (custom_expiry_) [[unlikely]] after_read(s, i);
     s.hits.add();
     return result;
   }
@@ -309,7 +310,8 @@ class sharded_store {
   }
 
   // The TTL a put without one gives its entry now: options.default_ttl until set_default_ttl()
-  // changed it; 0 = none.
+  // changed it; 0 = none. (With expire_after_access or an expiry policy, those decide the lifetime
+  // of each write from this TTL: see options.hpp.)
   std::chrono::nanoseconds default_ttl() const noexcept {
     return std::chrono::nanoseconds(default_ttl_ns_.load(std::memory_order_relaxed));
   }
@@ -317,10 +319,13 @@ class sharded_store {
   // Changes the TTL of later puts that take the default (put, put_if, put_if_absent, the atomic
   // operations); entries already stored keep theirs. 0 = no expiry. options() keeps returning
   // the options the store was built with. Lock-free. Throws invalid_option("default_ttl") if
-  // negative.
+  // negative, or nonzero on a store with expire_after_access.
   void set_default_ttl(std::chrono::nanoseconds ttl) {
     if (ttl < std::chrono::nanoseconds::zero()) {
       throw invalid_option("default_ttl", "is negative: must be >= 0 (0 = entries do not expire)");
+    }
+    if (ttl != std::chrono::nanoseconds::zero() && opts_.expire_after_access.count() != 0) {
+      throw invalid_option("default_ttl", k_tti_and_ttl);
     }
     default_ttl_ns_.store(ttl.count(), std::memory_order_relaxed);
   }
@@ -680,6 +685,8 @@ class sharded_store {
     { p.admit(h, v) } -> std::convertible_to<bool>;
   };
   static constexpr bool k_has_reserve = requires(policy_type & p) { p.reserve(); };
+  // A policy whose order follows the deadlines (ttl) is told when a read moves one.
+  static constexpr bool k_orders_by_deadline = requires { requires policy_type::orders_by_deadline; };
   static constexpr int k_sweep_per_put = 4;
   static constexpr std::size_t k_snapshot_batch = 64;
 
@@ -830,6 +837,18 @@ class sharded_store {
       throw invalid_option("ttl_jitter",
                            "= " + std::to_string(o.ttl_jitter) + ": must be in [0, 1)");
     }
+    if (o.expire_after_access < std::chrono::nanoseconds::zero()) {
+      throw invalid_option("expire_after_access",
+                           "is negative: must be >= 0 (0 = no idle timeout)");
+    }
+    if (o.expire_after_access.count() != 0 && o.default_ttl.count() != 0) {
+      throw invalid_option("expire_after_access", k_tti_and_ttl);
+    }
+    if (o.expire_after_access.count() != 0 && o.expiry != nullptr) {
+      throw invalid_option("expire_after_access",
+                           "cannot be combined with expiry: an entry has one deadline (let the "
+                           "expiry_policy's after_read return the idle timeout)");
+    }
   }
 
   std::size_t default_shards() const noexcept {
@@ -961,8 +980,9 @@ class sharded_store {
       } else {
         if (keep_removed())
           out.emplace_back(std::move(key), std::move(n.value), removal_cause::replaced);
+        const std::int64_t old_deadline = n.deadline;
         n.value = std::move(value);
-        set_deadline(s, n, deadline);
+        set_deadline(s, n, custom_expiry_ ? written_deadline(n, deadline, old_deadline) : deadline);
         s.weight.sub(n.weight);
         s.weight.add(w);
         n.weight = w;
@@ -1006,7 +1026,7 @@ class sharded_store {
       s.nodes.release(i);
       throw;
     }
-    set_deadline(s, n, deadline);
+    set_deadline(s, n, custom_expiry_ ? written_deadline(n, deadline, detail::k_free) : deadline);
     s.policy.on_insert(i);
     s.size.add();
     s.weight.add(w);
@@ -1028,6 +1048,7 @@ class sharded_store {
                           auto it = s.table.find(probe_key<K>{&key, low32(h)});
                           if (it != s.table.end() && !expired(s.nodes[*it])) {
                             existing.emplace(s.nodes[*it].value);
+                            if (custom_expiry_) after_read(s, *it);
                             return put_result::rejected_stale;  // nothing written
                           }
                           // put_locked reclaims an expired entry first.
@@ -1129,6 +1150,56 @@ class sharded_store {
     if (n.deadline != detail::k_never && n.deadline != detail::k_free) --s.ttl_entries;
     n.deadline = deadline;
     if (deadline != detail::k_never) ++s.ttl_entries;
+  }
+
+  // ---- expire_after_access and expiry policies (options.hpp); only when custom_expiry_
+  // -----------------------------------------------------------------------------
+
+  static constexpr const char* k_tti_and_ttl =
+      "cannot be combined with a default TTL and expire_after_access: an entry has one deadline "
+      "(use an expiry_policy, see options.hpp)";
+
+  // What a deadline leaves from `t`: no_expiry for none.
+  static std::chrono::nanoseconds remaining(std::int64_t deadline, std::int64_t t) noexcept {
+    return deadline == detail::k_never ? no_expiry : std::chrono::nanoseconds(deadline - t);
+  }
+  // The deadline of a lifetime that starts at `t`: k_never for no_expiry, `t` (expired) for zero
+  // or less, clamped below k_never.
+  static std::int64_t deadline_after(std::chrono::nanoseconds life, std::int64_t t) noexcept {
+    if (life == no_expiry) return detail::k_never;
+    if (life.count() <= 0) return t;
+    return t > detail::k_never - 1 - life.count() ? detail::k_never - 1 : t + life.count();
+  }
+
+  // The deadline a write gives node `n` (its new value in place): `deadline` is the one its own
+  // TTL gave; `old_deadline` the replaced entry's, k_free for a new entry. Under the shard lock.
+  std::int64_t written_deadline(const node_type& n, std::int64_t deadline,
+                                std::int64_t old_deadline) const noexcept {
+    const std::int64_t t = now();
+    if (opts_.expiry == nullptr) {  // expire_after_access: a write without a TTL of its own
+      return deadline == detail::k_never ? deadline_after(opts_.expire_after_access, t) : deadline;
+    }
+    const std::chrono::nanoseconds ttl =
+        deadline == detail::k_never ? no_expiry
+                                    : std::chrono::nanoseconds(std::max<std::int64_t>(1, deadline - t));
+    const std::chrono::nanoseconds life =
+        old_deadline == detail::k_free
+            ? opts_.expiry->after_create(n.key, n.value, ttl)
+            : opts_.expiry->after_update(n.key, n.value, ttl, remaining(old_deadline, t));
+    return deadline_after(life, t);
+  }
+
+  // A read returned live node i: gives it the lifetime the idle timeout or the policy says.
+  void after_read(shard& s, detail::index_t i) noexcept {
+    auto& n = s.nodes[i];
+    const std::int64_t t = now();
+    const std::int64_t deadline =
+        opts_.expiry == nullptr
+            ? deadline_after(opts_.expire_after_access, t)
+            : deadline_after(opts_.expiry->after_read(n.key, n.value, remaining(n.deadline, t)), t);
+    if (deadline == n.deadline) return;
+    set_deadline(s, n, deadline);
+    if constexpr (k_orders_by_deadline) s.policy.on_update(i);
   }
 
   // ---- removal
@@ -1284,6 +1355,9 @@ class sharded_store {
   std::atomic<single_flight<K, V, Hash, KeyEqual>*> insert_flights_{nullptr};
   // options.default_ttl, until set_default_ttl() changes it (0 = none).
   std::atomic<std::int64_t> default_ttl_ns_{opts_.default_ttl.count()};
+  // expire_after_access or an expiry policy is set: reads and writes ask them for lifetimes. A
+  // store without either pays this one branch on a hit.
+  bool custom_expiry_ = opts_.expire_after_access.count() != 0 || opts_.expiry != nullptr;
 };
 
 }  // namespace cachet

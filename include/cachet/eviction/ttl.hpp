@@ -40,6 +40,8 @@ struct ttl {
   class shard_policy {
    public:
     static constexpr bool access_is_noop = true;
+    // The store calls on_update() when a read moves an entry's deadline (expire_after_access).
+    static constexpr bool orders_by_deadline = true;
     shard_policy(Nodes* n, const policy_init& init) : n_(n), bounded_(init.capacity != 0) {
       if (bounded_) heap_.reserve(init.capacity);
     }
