@@ -197,6 +197,20 @@ struct store_options {
   // thread that caused the removal, after the shard lock is released. Within one store operation,
   // removals are reported in the order they happened; across threads there is no ordering.
   std::function<void(const K&, const V&, removal_cause)> on_removal{};
+
+  // Called when the store removes an entry on its own (cause `evicted` or `expired`) while that
+  // removal happens: under the shard lock, before the key and value are gone, so a structure kept
+  // beside the cache (an index, a byte count) never sees the entry gone from one and not the other.
+  // The price of running under the lock: it must be fast, must not call the store (that
+  // deadlocks), and must not throw (an exception calls std::terminate). on_removal hears of the
+  // same removals afterwards, as usual.
+  std::function<void(const K&, const V&, removal_cause)> on_eviction{};
+
+  // Called when a write is refused (put_result rejected_full, rejected_by_policy or
+  // rejected_too_heavy: nothing was stored), with the key and value it offered. Runs on the writing
+  // thread after the shard lock is released; may call the store. What it throws reaches the
+  // writer, the refusal done.
+  std::function<void(const K&, const V&, put_result)> on_rejection{};
 };
 
 }  // namespace cachet

@@ -955,6 +955,7 @@ class sharded_store {
       throw;
     }
     notify(out);
+    report_rejection(r, key, value);  // a refused write left key and value with the caller
     return r;
   }
 
@@ -1104,6 +1105,7 @@ class sharded_store {
     }
     removal_buffer out;
     bool unchanged = false;
+    put_result written = put_result::rejected_stale;
     try {
       std::lock_guard<detail::spin_mutex> g(s.mu);
       auto it = s.table.find(probe_key<K>{&key, low32(h)});
@@ -1114,7 +1116,8 @@ class sharded_store {
       }
       if (unchanged) {
         if (next) {
-          if (!stored(put_locked(s, h, w, deadline, *k, *next, out))) result.reset();
+          written = put_locked(s, h, w, deadline, *k, *next, out);
+          if (!stored(written)) result.reset();
         } else if (it != s.table.end()) {
           remove_at(s, it, *it, live ? removal_cause::explicit_erase : removal_cause::expired, out);
         }
@@ -1125,6 +1128,7 @@ class sharded_store {
     }
     notify(out);
     if (!unchanged) return std::nullopt;
+    if (next && !stored(written)) report_rejection(written, *k, *next);  // both left unmoved
     return std::optional<std::optional<V>>(std::move(result));
   }
 
@@ -1249,6 +1253,10 @@ class sharded_store {
   void remove_at(shard& s, typename table_type::iterator it, detail::index_t i, removal_cause cause,
                  removal_buffer& out) {
     auto& n = s.nodes[i];
+    if ((cause == removal_cause::evicted || cause == removal_cause::expired) && opts_.on_eviction)
+        [[unlikely]] {
+      call_eviction_listener(n, cause);
+    }
     if (keep_removed()) out.emplace_back(std::move(n.key), std::move(n.value), cause);
     s.table.erase(it);
     s.policy.on_remove(i);
@@ -1310,6 +1318,20 @@ class sharded_store {
 
   // Runs the listener for everything `out` holds; the buffer's destructor then destroys the keys
   // and values. Called with no lock held.
+  // options.on_eviction, under the shard lock; noexcept: a listener that throws terminates.
+  void call_eviction_listener(const node_type& n, removal_cause cause) const noexcept {
+    opts_.on_eviction(n.key, n.value, cause);
+  }
+
+  // options.on_rejection for a refused write (no lock held).
+  void report_rejection(put_result r, const K& key, const V& value) const {
+    if ((r == put_result::rejected_full || r == put_result::rejected_by_policy ||
+         r == put_result::rejected_too_heavy) &&
+        opts_.on_rejection) {
+      opts_.on_rejection(key, value, r);
+    }
+  }
+
   void notify(removal_buffer& out) {
     if (out.empty() || !opts_.on_removal) return;
     for (auto& r : out) opts_.on_removal(std::as_const(r.key), std::as_const(r.value), r.cause);
