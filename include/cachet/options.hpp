@@ -193,6 +193,12 @@ struct store_options {
   // A per-entry lifetime policy (expiry_policy above); null = none. Shared, so options copy.
   std::shared_ptr<expiry_policy<K, V>> expiry{};
 
+  // The most of each shard pin() may hold, in [0, 1): pinned entries are never evicted but count
+  // against the bounds, so this keeps room for the rest (a shard of capacity c pins at most
+  // floor(c x max_pinned_fraction) entries, and with max_weight at most that fraction of its
+  // weight). 0 disables pinning.
+  double max_pinned_fraction = 0.1;
+
   // Called after an entry leaves the store, with the key, the value it had and why. Runs on the
   // thread that caused the removal, after the shard lock is released. Within one store operation,
   // removals are reported in the order they happened; across threads there is no ordering.

@@ -210,7 +210,9 @@ class sharded_store {
       return std::nullopt;
     }
     std::optional<V> result(n.value);  // copy first: if it throws, nothing has changed
-    if constexpr (!policy_type::access_is_noop) s.policy.on_access(i);
+    if constexpr (!policy_type::access_is_noop) {
+      if (!is_pinned(s, i)) s.policy.on_access(i);
+    }
     if (custom_expiry_) [[unlikely]] after_read(s, i);
     s.hits.add();
     return result;
@@ -305,8 +307,70 @@ class sharded_store {
     return with_live_entry<Q>(key, [&](shard& s, detail::index_t i) {
       set_deadline(s, s.nodes[i], deadline);
       ++s.nodes[i].stamp;
-      s.policy.on_update(i);
+      if (!is_pinned(s, i)) s.policy.on_update(i);
     });
+  }
+
+  // ---- pinning
+  // ---------------------------------------------------------------------------------
+
+  // Pins `key`'s live entry: the policy forgets it, so it is never evicted, until unpin(), its
+  // removal (erase, expiry, clear, a put that does not fit in its place) or a put that makes it
+  // too heavy for the pin bound. It still counts against max_entries / max_weight, still expires,
+  // and reads and writes still reach it; a put that replaces it in place keeps the pin. True if
+  // the entry is pinned now (also if it already was); false if there is no live entry or its
+  // shard already pins options.max_pinned_fraction of its bound. Unpinned, an entry rejoins the
+  // policy as a new entry would (its recency or frequency history is gone). Pins are not saved
+  // by cachet::save. Blocks on one shard lock; throws std::bad_alloc (nothing changed then).
+  template <class Q = K>
+  bool pin(const key_arg<Q>& key) {
+    bool pinned = false;
+    with_live_entry<Q>(key, [&](shard& s, detail::index_t i) {
+      if (is_pinned(s, i)) {
+        pinned = true;
+        return;
+      }
+      const std::uint32_t w = s.nodes[i].weight;
+      if (s.capacity != 0 && s.pinned.size() >= s.max_pinned) return;
+      if (s.max_weight != 0 && s.pinned_weight + w > s.max_pinned_weight) return;
+      s.pinned.insert(i);  // may throw: nothing has changed yet
+      s.policy.on_remove(i);
+      s.pinned_weight += w;
+      pinned = true;
+    });
+    return pinned;
+  }
+
+  // Returns `key`'s entry to the policy; true if it was pinned. Throws std::bad_alloc (nothing
+  // changed then).
+  template <class Q = K>
+  bool unpin(const key_arg<Q>& key) {
+    bool was = false;
+    with_live_entry<Q>(key, [&](shard& s, detail::index_t i) {
+      if (!is_pinned(s, i)) return;
+      if constexpr (k_has_reserve) s.policy.reserve();
+      release_pin(s, i);
+      was = true;
+    });
+    return was;
+  }
+
+  // Whether `key` has a live, pinned entry. A quiet lookup.
+  template <class Q = K>
+  bool is_pinned(const key_arg<Q>& key) {
+    bool pinned = false;
+    with_live_entry<Q>(key, [&](shard& s, detail::index_t i) { pinned = is_pinned(s, i); });
+    return pinned;
+  }
+
+  // Pinned entries over all shards, read shard by shard under each lock.
+  std::size_t pinned_count() const {
+    std::size_t n = 0;
+    for (std::size_t k = 0; k < shard_count_; ++k) {
+      std::lock_guard<detail::spin_mutex> g(shards_[k].mu);
+      n += shards_[k].pinned.size();
+    }
+    return n;
   }
 
   // The TTL a put without one gives its entry now: options.default_ttl until set_default_ttl()
@@ -512,6 +576,8 @@ class sharded_store {
         old = std::move(s.nodes);  // s.nodes is left empty, with its bound
         s.table.clear();
         s.policy.clear();
+        s.pinned.clear();
+        s.pinned_weight = 0;
         s.size.sub(s.size.get());
         s.weight.sub(s.weight.get());
         s.ttl_entries = 0;
@@ -735,7 +801,11 @@ class sharded_store {
           nodes(cap),
           policy(&nodes, policy_init{cap, seed}),
           capacity(cap),
-          max_weight(max_w) {}
+          max_weight(max_w),
+          max_pinned(static_cast<std::size_t>(static_cast<double>(cap) *
+                                              owner->opts_.max_pinned_fraction)),
+          max_pinned_weight(static_cast<std::uint64_t>(static_cast<double>(max_w) *
+                                                       owner->opts_.max_pinned_fraction)) {}
 
     // What a hit touches comes first, on as few cache lines as possible: the lock, the hit and
     // miss counters, the table header. (With many shards, these lines compete for L1.)
@@ -743,10 +813,16 @@ class sharded_store {
     detail::locked_counter hits, misses;
     table_type table;  // built before `nodes` but only stores its address until used
     slab_type nodes;
+    // pin(): entries the policy does not hold (never its victims); empty unless pin() is used.
+    // Beside the policy's head, as a hit checks it before telling the policy.
+    absl::flat_hash_set<detail::index_t> pinned;
     policy_type policy;
     std::size_t capacity;         // 0 = no entry bound
     std::uint64_t max_weight;     // 0 = no weight bound
     std::size_t ttl_entries = 0;  // live entries with a deadline
+    std::uint64_t pinned_weight = 0;
+    std::size_t max_pinned;
+    std::uint64_t max_pinned_weight;
     detail::index_t sweep_hand = 0;
     std::uint64_t epoch = 0;  // bumped by clear(): slot indices and stamps restart then
     detail::locked_counter size, weight, inserts, updates, rejections, evictions, expirations,
@@ -836,6 +912,11 @@ class sharded_store {
     if (!(o.ttl_jitter >= 0.0 && o.ttl_jitter < 1.0)) {
       throw invalid_option("ttl_jitter",
                            "= " + std::to_string(o.ttl_jitter) + ": must be in [0, 1)");
+    }
+    if (!(o.max_pinned_fraction >= 0.0 && o.max_pinned_fraction < 1.0)) {
+      throw invalid_option("max_pinned_fraction",
+                           "= " + std::to_string(o.max_pinned_fraction) +
+                               ": must be in [0, 1) (0 = no pinning)");
     }
     if (o.expire_after_access < std::chrono::nanoseconds::zero()) {
       throw invalid_option("expire_after_access",
@@ -986,9 +1067,17 @@ class sharded_store {
         set_deadline(s, n, custom_expiry_ ? written_deadline(n, deadline, old_deadline) : deadline);
         s.weight.sub(n.weight);
         s.weight.add(w);
+        const std::uint32_t old_weight = n.weight;
         n.weight = w;
         ++n.stamp;
-        s.policy.on_update(i);
+        if (!is_pinned(s, i)) {
+          s.policy.on_update(i);
+        } else {
+          s.pinned_weight += w;
+          s.pinned_weight -= old_weight;
+          // Heavier than the pin bound allows now: back to the policy (room reserved above).
+          if (s.max_weight != 0 && s.pinned_weight > s.max_pinned_weight) release_pin(s, i);
+        }
         s.updates.add();
         return put_result::replaced;
       }
@@ -1203,7 +1292,25 @@ class sharded_store {
             : deadline_after(opts_.expiry->after_read(n.key, n.value, remaining(n.deadline, t)), t);
     if (deadline == n.deadline) return;
     set_deadline(s, n, deadline);
-    if constexpr (k_orders_by_deadline) s.policy.on_update(i);
+    if constexpr (k_orders_by_deadline) {
+      if (!is_pinned(s, i)) s.policy.on_update(i);
+    }
+  }
+
+  // ---- pinning (pin() above)
+  // ------------------------------------------------------------------------------
+
+  static bool is_pinned(const shard& s, detail::index_t i) noexcept {
+    return !s.pinned.empty() && s.pinned.contains(i);
+  }
+
+  // Unpins node i and gives it back to the policy as a new entry. The caller reserved the
+  // policy's room (reserve()) where it has that hook.
+  void release_pin(shard& s, detail::index_t i) noexcept {
+    s.pinned.erase(i);
+    s.pinned_weight -= s.nodes[i].weight;
+    s.nodes[i].hook = hook_type{};
+    s.policy.on_insert(i);
   }
 
   // ---- removal
@@ -1259,7 +1366,12 @@ class sharded_store {
     }
     if (keep_removed()) out.emplace_back(std::move(n.key), std::move(n.value), cause);
     s.table.erase(it);
-    s.policy.on_remove(i);
+    if (is_pinned(s, i)) {
+      s.pinned.erase(i);
+      s.pinned_weight -= n.weight;
+    } else {
+      s.policy.on_remove(i);
+    }
     switch (cause) {
       case removal_cause::explicit_erase:
         s.removals.add();
