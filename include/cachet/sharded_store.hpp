@@ -11,8 +11,9 @@
 // value; no user code runs under it: the hash is computed and the weigher called before the lock is
 // taken, and removal listeners and the destructors of removed keys and values run after it is
 // released. (The key's equality and the value's copy constructor run under the lock; keep them
-// cheap, and store std::shared_ptr<const T> for large values.) Clock::now() may be read under the
-// lock. size(), stats() and the iteration functions are weakly consistent (see each).
+// cheap, and store std::shared_ptr<const T> for large values. So do the two callbacks that opt in
+// to it: an options.expiry policy and the options.on_eviction listener, noexcept both.)
+// Clock::now() may be read under the lock. size(), stats() and the iteration functions are weakly consistent (see each).
 //
 // Exception safety: get, peek, contains, erase and put give the strong guarantee against
 // exceptions from the hash, the key's equality and the value's copy, except that when put() must
