@@ -32,6 +32,9 @@
 //                                  (the put then throws and nothing has changed). For state that
 //                                  grows with the entries when there is no entry bound to size it
 //                                  by up front (policy_init::capacity == 0).
+//       set_capacity(capacity)     set_max_entries() changed the shard's entry bound (never
+//                                  above the construction one); noexcept. Evictions down to the
+//                                  new bound follow through victim().
 //       static constexpr bool orders_by_deadline = true
 //                                  the order follows the entries' deadlines: then a read that
 //                                  moves a deadline (expire_after_access, an expiry_policy)

@@ -711,9 +711,73 @@ class sharded_store {
   }
   bool empty() const noexcept { return size() == 0; }
 
-  // The entry bound (options.max_entries; 0 when bounded by weight only) and the weight bound.
-  std::size_t capacity() const noexcept { return opts_.max_entries; }
-  std::uint64_t max_weight() const noexcept { return opts_.max_weight; }
+  // The entry bound (options.max_entries until set_max_entries(); 0 when bounded by weight only)
+  // and the weight bound (likewise, set_max_weight()).
+  std::size_t capacity() const noexcept { return max_entries_now_.load(std::memory_order_relaxed); }
+  std::uint64_t max_weight() const noexcept {
+    return max_weight_now_.load(std::memory_order_relaxed);
+  }
+
+  // ---- bounds at run time
+  // -----------------------------------------------------------------------------
+
+  // Sets the entry bound to `n`, split over the shards as at construction, while the store runs.
+  // Growing takes effect at once. Shrinking evicts each shard down to its new share in turn (under
+  // that shard's lock, reported to the listeners as `evicted` after it) and unpins what exceeds
+  // its new pin bound first; a put racing it into a shard not yet shrunk lands under the old
+  // share and is evicted when that shard's turn comes. The ceiling is the bound the store was
+  // built with (its slabs and frequency sketches are sized to it); options() keeps that value.
+  // Throws invalid_option("max_entries") for a store built without an entry bound, or n outside
+  // [shard_count(), options().max_entries]; std::bad_alloc (shards done so far stay done); and
+  // what a listener throws (after every shard is done).
+  void set_max_entries(std::size_t n) {
+    if (opts_.max_entries == 0) {
+      throw invalid_option("max_entries",
+                           "cannot be set at run time on a store built without an entry bound");
+    }
+    if (n < shard_count_ || n > opts_.max_entries) {
+      std::string m("= ");
+      m.append(std::to_string(n));
+      m.append(": must be in [shard count, the max_entries the store was built with] = [");
+      m.append(std::to_string(shard_count_));
+      m.append(", ");
+      m.append(std::to_string(opts_.max_entries));
+      m.push_back(']');
+      throw invalid_option("max_entries", m);
+    }
+    max_entries_now_.store(n, std::memory_order_relaxed);
+    rebound([&](shard& sh, std::size_t k) {
+      sh.capacity = share(n, shard_count_, k);
+      sh.max_pinned =
+          static_cast<std::size_t>(static_cast<double>(sh.capacity) * opts_.max_pinned_fraction);
+      if constexpr (k_has_set_capacity) sh.policy.set_capacity(sh.capacity);
+    });
+  }
+
+  // Sets the weight bound to `w` while the store runs, as set_max_entries() does the entry bound
+  // (shrinking evicts; pins over the new share are released). No ceiling: a weight-bounded shard's
+  // structures grow with its entries. Throws invalid_option("max_weight") for a store built
+  // without a weight bound or w < shard_count(), and what set_max_entries() throws.
+  void set_max_weight(std::uint64_t w) {
+    if (opts_.max_weight == 0) {
+      throw invalid_option("max_weight",
+                           "cannot be set at run time on a store built without a weight bound");
+    }
+    if (w < shard_count_) {
+      std::string m("= ");
+      m.append(std::to_string(w));
+      m.append(": must be at least the shard count (");
+      m.append(std::to_string(shard_count_));
+      m.push_back(')');
+      throw invalid_option("max_weight", m);
+    }
+    max_weight_now_.store(w, std::memory_order_relaxed);
+    rebound([&](shard& sh, std::size_t k) {
+      sh.max_weight = share(w, shard_count_, k);
+      sh.max_pinned_weight = static_cast<std::uint64_t>(static_cast<double>(sh.max_weight) *
+                                                        opts_.max_pinned_fraction);
+    });
+  }
   std::size_t shard_count() const noexcept { return shard_count_; }
   const options_type& options() const noexcept { return opts_; }
   const Clock& clock() const noexcept { return clock_; }
@@ -752,6 +816,9 @@ class sharded_store {
     { p.admit(h, v) } -> std::convertible_to<bool>;
   };
   static constexpr bool k_has_reserve = requires(policy_type & p) { p.reserve(); };
+  static constexpr bool k_has_set_capacity = requires(policy_type & p, std::size_t c) {
+    p.set_capacity(c);
+  };
   // A policy whose order follows the deadlines (ttl) is told when a read moves one.
   static constexpr bool k_orders_by_deadline = requires { requires policy_type::orders_by_deadline; };
   static constexpr int k_sweep_per_put = 4;
@@ -1298,6 +1365,42 @@ class sharded_store {
     }
   }
 
+  // ---- bounds at run time (set_max_entries() above)
+  // ---------------------------------------------------------------------------------
+
+  // Shard by shard: set_bounds(shard, k) under its lock, then pins over the shard's new pin bound
+  // are released and entries evicted until it fits; listeners hear after each lock.
+  template <class SetBounds>
+  void rebound(SetBounds&& set_bounds) {
+    deferred_error err;
+    for (std::size_t k = 0; k < shard_count_; ++k) {
+      shard& sh = shards_[k];
+      removal_buffer out;
+      try {
+        std::lock_guard<detail::spin_mutex> g(sh.mu);
+        set_bounds(sh, k);
+        while (!sh.pinned.empty() &&
+               ((sh.capacity != 0 && sh.pinned.size() > sh.max_pinned) ||
+                (sh.max_weight != 0 && sh.pinned_weight > sh.max_pinned_weight))) {
+          if constexpr (k_has_reserve) sh.policy.reserve();
+          release_pin(sh, *sh.pinned.begin());
+        }
+        while ((sh.capacity != 0 && sh.size.get() > sh.capacity) ||
+               (sh.max_weight != 0 && sh.weight.get() > sh.max_weight)) {
+          const detail::index_t v = sh.policy.victim();
+          if (v == detail::npos) break;  // only pins left (within their bound)
+          remove_at(sh, find_index(sh, v), v,
+                    expired(sh.nodes[v]) ? removal_cause::expired : removal_cause::evicted, out);
+        }
+      } catch (...) {
+        notify_before_rethrow(out);
+        throw;
+      }
+      err.run([&] { notify(out); });
+    }
+    err.rethrow();
+  }
+
   // ---- pinning (pin() above)
   // ------------------------------------------------------------------------------
 
@@ -1490,6 +1593,9 @@ class sharded_store {
   std::atomic<single_flight<K, V, Hash, KeyEqual>*> insert_flights_{nullptr};
   // options.default_ttl, until set_default_ttl() changes it (0 = none).
   std::atomic<std::int64_t> default_ttl_ns_{opts_.default_ttl.count()};
+  // The bounds now: options' until set_max_entries() / set_max_weight().
+  std::atomic<std::size_t> max_entries_now_{opts_.max_entries};
+  std::atomic<std::uint64_t> max_weight_now_{opts_.max_weight};
   // expire_after_access or an expiry policy is set: reads and writes ask them for lifetimes. A
   // store without either pays this one branch on a hit.
   bool custom_expiry_ = opts_.expire_after_access.count() != 0 || opts_.expiry != nullptr;

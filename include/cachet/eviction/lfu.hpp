@@ -54,6 +54,10 @@ struct lfu {
     shard_policy(Nodes* n, const policy_init& init) noexcept
         : n_(n),
           period_(k_sample_factor * (init.capacity != 0 ? init.capacity : std::size_t{1} << 16)) {}
+    // The store's set_max_entries(): aging keeps its period of k_sample_factor x capacity.
+    void set_capacity(std::size_t capacity) noexcept {
+      if (capacity != 0) period_ = k_sample_factor * capacity;
+    }
 
     void on_insert(detail::index_t i) noexcept {
       drain();

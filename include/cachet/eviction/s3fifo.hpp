@@ -261,6 +261,12 @@ struct s3fifo_policy {
     shard_policy(Nodes* n, const policy_init& init) noexcept : n_(n), capacity_(init.capacity) {
       if (capacity_ != 0) ghost_.set_limit(ghost_bound(capacity_));
     }
+    // The store's set_max_entries(): the ghost's bound follows (it trims as hashes arrive).
+    void set_capacity(std::size_t capacity) noexcept {
+      if (capacity_ == 0) return;
+      capacity_ = capacity;
+      ghost_.set_limit(ghost_bound(capacity_));
+    }
 
     void on_insert(detail::index_t i) noexcept {
       const std::uint32_t h = n_->hash(i);

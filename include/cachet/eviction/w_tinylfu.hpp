@@ -233,6 +233,24 @@ struct basic_w_tinylfu {
       }
     }
 
+    // The store's set_max_entries(): the window and protected targets follow the new capacity
+    // (the queues settle on the next inserts and hits); the sketch keeps its size (it was sized
+    // to the ceiling); the adaptive shadows are rebuilt for the new size, or, without the memory,
+    // adaptation pauses.
+    void set_capacity(std::size_t capacity) noexcept {
+      if (!bounded_ || capacity == base_) return;
+      drain();
+      resize_to(capacity);
+      if constexpr (Traits::adaptive) {
+        try {
+          build_shadows(rng_);
+        } catch (...) {
+          for (auto& sh : sim_.shadows) sh.reset({}, 1);
+          sim_.threshold = 0;
+        }
+      }
+    }
+
     void on_insert(detail::index_t i) noexcept {
       drain();
       n_->hook(i).q = queue::window;
