@@ -47,9 +47,10 @@ TEMPLATE_TEST_CASE("expire_after_access: quiet lookups do not count as use", "[e
   CHECK_FALSE(s.peek(1).has_value());
 }
 
-TEMPLATE_TEST_CASE("expire_after_access: finding an entry through put_if_absent or "
-                   "get_or_insert is a read",
-                   "[expiry]", CACHET_ALL_BACKENDS) {
+TEMPLATE_TEST_CASE(
+    "expire_after_access: finding an entry through put_if_absent or "
+    "get_or_insert is a read",
+    "[expiry]", CACHET_ALL_BACKENDS) {
   cachet::manual_clock clock;
   cachet_test::int_store<TestType> s({.max_entries = 64, .expire_after_access = 10s}, clock);
   s.put(1, 10);
@@ -89,8 +90,8 @@ TEST_CASE("expire_after_access: the earliest-deadline policy follows the reads",
   // One shard of 3: deadlines 10 s, 11 s, 12 s; a read at 3 s moves key 1's to 13 s, so making
   // room for key 4 must evict key 2 (the earliest now), not key 1.
   cachet::manual_clock clock;
-  cachet_test::int_store<cachet::ttl> s(
-      {.max_entries = 3, .shards = 1, .expire_after_access = 10s}, clock);
+  cachet_test::int_store<cachet::ttl> s({.max_entries = 3, .shards = 1, .expire_after_access = 10s},
+                                        clock);
   s.put(1, 1);
   clock.advance(1s);
   s.put(2, 2);
@@ -218,8 +219,8 @@ TEMPLATE_TEST_CASE("expiry_policy: each write and read asks it, with what the en
   CHECK((calls[0].kind == 'u' && calls[0].value == 11));
 }
 
-TEMPLATE_TEST_CASE("expiry_policy: the lifetimes it returns are the entries' deadlines",
-                   "[expiry]", CACHET_ALL_BACKENDS) {
+TEMPLATE_TEST_CASE("expiry_policy: the lifetimes it returns are the entries' deadlines", "[expiry]",
+                   CACHET_ALL_BACKENDS) {
   cachet::manual_clock clock;
   auto policy = std::make_shared<recording_expiry>();
   cachet_test::int_store<TestType> s({.max_entries = 64, .expiry = policy}, clock);
@@ -273,8 +274,8 @@ TEST_CASE("expire_after_access: concurrent readers and writers of hot keys", "[e
   // expires while the clock stands still, every read of a present key hits, and each entry ends
   // with the whole timeout left. (TSan checks the deadline is only touched under the lock.)
   cachet::manual_clock clock;
-  cachet_test::int_store<cachet::ttl> s({.max_entries = 64, .shards = 2, .expire_after_access = 10s},
-                                        clock);
+  cachet_test::int_store<cachet::ttl> s(
+      {.max_entries = 64, .shards = 2, .expire_after_access = 10s}, clock);
   for (int k = 0; k < 8; ++k) s.put(k, 0);
   constexpr int k_rounds = 2000;
   std::atomic<long> hits{0};

@@ -32,14 +32,17 @@ TEMPLATE_TEST_CASE("on_eviction: hears evictions and expirations, before on_remo
                    cachet::lfu, cachet::random) {
   cachet::manual_clock clock;
   std::vector<heard> log;
-  cachet_test::int_store<TestType> s(
-      {.max_entries = 2,
-       .shards = 1,
-       .on_removal = [&](const int& k, const int& v,
-                         cachet::removal_cause c) { log.push_back({k, v, c, false}); },
-       .on_eviction = [&](const int& k, const int& v,
-                          cachet::removal_cause c) { log.push_back({k, v, c, true}); }},
-      clock);
+  cachet_test::int_store<TestType> s({.max_entries = 2,
+                                      .shards = 1,
+                                      .on_removal =
+                                          [&](const int& k, const int& v, cachet::removal_cause c) {
+                                            log.push_back({k, v, c, false});
+                                          },
+                                      .on_eviction =
+                                          [&](const int& k, const int& v, cachet::removal_cause c) {
+                                            log.push_back({k, v, c, true});
+                                          }},
+                                     clock);
   s.put(1, 10, 5s);
   s.put(2, 20);
   s.put(2, 21);  // replaced: not an eviction
@@ -85,14 +88,15 @@ TEST_CASE("on_eviction: runs under the shard lock, so the removal and the listen
       {.max_entries = 1,
        .shards = 1,
        .on_removal = [](const int&, const int&, cachet::removal_cause) {},
-       .on_eviction = [&](const int& k, const int&, cachet::removal_cause) {
-         std::unique_lock<std::mutex> g(mu);
-         inside = true;
-         cv.notify_all();
-         cv.wait(g, [&] { return open; });
-         side.erase(k);
-         listener_done = seq.fetch_add(1);
-       }});
+       .on_eviction =
+           [&](const int& k, const int&, cachet::removal_cause) {
+             std::unique_lock<std::mutex> g(mu);
+             inside = true;
+             cv.notify_all();
+             cv.wait(g, [&] { return open; });
+             side.erase(k);
+             listener_done = seq.fetch_add(1);
+           }});
   s.put(1, 1);
   side.insert(1);
   std::thread writer([&] { s.put(2, 2); });  // evicts 1, stops in the listener
@@ -168,12 +172,14 @@ TEST_CASE("on_rejection: a value too heavy for a shard", "[listeners]") {
   std::vector<cachet::put_result> log;
   cachet::sharded_store<int, std::string> s(
       {.max_weight = 8,
-       .weigher = [](const int&, const std::string& v) { return static_cast<std::uint32_t>(v.size()); },
+       .weigher = [](const int&,
+                     const std::string& v) { return static_cast<std::uint32_t>(v.size()); },
        .shards = 1,
-       .on_rejection = [&](const int&, const std::string& v, cachet::put_result r) {
-         CHECK(v == "far too heavy");
-         log.push_back(r);
-       }});
+       .on_rejection =
+           [&](const int&, const std::string& v, cachet::put_result r) {
+             CHECK(v == "far too heavy");
+             log.push_back(r);
+           }});
   CHECK(s.put(1, "far too heavy") == cachet::put_result::rejected_too_heavy);
   REQUIRE(log.size() == 1);
   CHECK(log[0] == cachet::put_result::rejected_too_heavy);

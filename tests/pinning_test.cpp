@@ -21,8 +21,8 @@ TEMPLATE_TEST_CASE("pin: a pinned entry outlives any amount of eviction pressure
   for (int k = 1; k <= 20; ++k) REQUIRE(cachet::stored(s.put(k, k)));
   CHECK(s.pin(1));
   CHECK(s.pin(2));
-  CHECK(s.pin(2));       // already pinned: still true
-  CHECK_FALSE(s.pin(3)); // the shard's bound: floor(20 x 0.1)
+  CHECK(s.pin(2));          // already pinned: still true
+  CHECK_FALSE(s.pin(3));    // the shard's bound: floor(20 x 0.1)
   CHECK_FALSE(s.pin(999));  // no entry
   CHECK(s.pinned_count() == 2);
   for (int r = 0; r < 50; ++r) {
@@ -54,8 +54,8 @@ TEMPLATE_TEST_CASE("pin: a pinned entry outlives any amount of eviction pressure
 
 TEMPLATE_TEST_CASE("pin: the pin follows its entry", "[pin]", CACHET_ALL_BACKENDS) {
   cachet::manual_clock clock;
-  cachet_test::int_store<TestType> s(
-      {.max_entries = 40, .shards = 1, .max_pinned_fraction = 0.5}, clock);
+  cachet_test::int_store<TestType> s({.max_entries = 40, .shards = 1, .max_pinned_fraction = 0.5},
+                                     clock);
   s.put(1, 10);
   s.put(2, 20, 5s);
   s.put(3, 30);
@@ -84,9 +84,8 @@ TEMPLATE_TEST_CASE("pin: the pin follows its entry", "[pin]", CACHET_ALL_BACKEND
 TEST_CASE("pin: with a weight bound, pinned weight stays under its share", "[pin]") {
   cachet::sharded_store<int, std::string> s(
       {.max_weight = 100,
-       .weigher = [](const int&, const std::string& v) {
-         return static_cast<std::uint32_t>(v.size());
-       },
+       .weigher = [](const int&,
+                     const std::string& v) { return static_cast<std::uint32_t>(v.size()); },
        .shards = 1,
        .max_pinned_fraction = 0.2});  // 20 of 100
   s.put(1, std::string(10, 'a'));
@@ -119,10 +118,11 @@ TEST_CASE("pin: options", "[pin][options]") {
   CHECK_FALSE(off.pin(1));  // 0 disables pinning
 }
 
-TEST_CASE("pin: concurrent pins, unpins, reads, writes and erases keep the bounds", "[pin][threads]") {
+TEST_CASE("pin: concurrent pins, unpins, reads, writes and erases keep the bounds",
+          "[pin][threads]") {
   cachet::manual_clock clock;
-  cachet_test::int_store<cachet::lru> s({.max_entries = 64, .shards = 2, .max_pinned_fraction = 0.25},
-                                        clock);
+  cachet_test::int_store<cachet::lru> s(
+      {.max_entries = 64, .shards = 2, .max_pinned_fraction = 0.25}, clock);
   constexpr int k_rounds = 3000;
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {

@@ -13,14 +13,13 @@ TEMPLATE_TEST_CASE("set_max_entries: shrink evicts down to the bound, grow lets 
                    "[resize]", CACHET_EVICTING_BACKENDS) {
   cachet::manual_clock clock;
   std::atomic<int> evicted{0};
-  cachet_test::int_store<TestType> s(
-      {.max_entries = 400,
-       .shards = 4,
-       .on_removal =
-           [&](const int&, const int&, cachet::removal_cause c) {
-             if (c == cachet::removal_cause::evicted) ++evicted;
-           }},
-      clock);
+  cachet_test::int_store<TestType> s({.max_entries = 400,
+                                      .shards = 4,
+                                      .on_removal =
+                                          [&](const int&, const int&, cachet::removal_cause c) {
+                                            if (c == cachet::removal_cause::evicted) ++evicted;
+                                          }},
+                                     clock);
   for (int k = 0; k < 400; ++k) s.put(k, k);
   const std::size_t full = s.size();
   REQUIRE(full > 300);  // a full shard evicted, or an admission policy refused, a few
@@ -50,12 +49,11 @@ TEST_CASE("set_max_entries: invalid bounds name the option", "[resize][options]"
   CHECK_THROWS_WITH(s.set_max_entries(65), Catch::Contains("max_entries"));  // above the ceiling
   CHECK_THROWS_WITH(s.set_max_entries(3), Catch::Contains("max_entries"));   // under the shards
   CHECK(s.capacity() == 64);
-  CHECK_THROWS_WITH(s.set_max_weight(100), Catch::Contains("max_weight"));   // no weight bound
+  CHECK_THROWS_WITH(s.set_max_weight(100), Catch::Contains("max_weight"));  // no weight bound
   cachet::sharded_store<int, std::string> w(
       {.max_weight = 100,
-       .weigher = [](const int&, const std::string& v) {
-         return static_cast<std::uint32_t>(v.size());
-       },
+       .weigher = [](const int&,
+                     const std::string& v) { return static_cast<std::uint32_t>(v.size()); },
        .shards = 1});
   CHECK_THROWS_WITH(w.set_max_entries(10), Catch::Contains("max_entries"));  // no entry bound
 }
@@ -63,9 +61,8 @@ TEST_CASE("set_max_entries: invalid bounds name the option", "[resize][options]"
 TEST_CASE("set_max_weight: shrink evicts by weight, grow has no ceiling", "[resize]") {
   cachet::sharded_store<int, std::string, cachet::lru> s(
       {.max_weight = 100,
-       .weigher = [](const int&, const std::string& v) {
-         return static_cast<std::uint32_t>(v.size());
-       },
+       .weigher = [](const int&,
+                     const std::string& v) { return static_cast<std::uint32_t>(v.size()); },
        .shards = 1});
   for (int k = 0; k < 10; ++k) s.put(k, std::string(10, 'x'));
   CHECK(s.stats().weight == 100);
@@ -82,8 +79,8 @@ TEST_CASE("set_max_weight: shrink evicts by weight, grow has no ceiling", "[resi
 
 TEST_CASE("set_max_entries: pins over the new bound are released, then evicted", "[resize][pin]") {
   cachet::manual_clock clock;
-  cachet_test::int_store<cachet::lru> s({.max_entries = 100, .shards = 1, .max_pinned_fraction = 0.5},
-                                        clock);
+  cachet_test::int_store<cachet::lru> s(
+      {.max_entries = 100, .shards = 1, .max_pinned_fraction = 0.5}, clock);
   for (int k = 0; k < 100; ++k) s.put(k, k);
   for (int k = 0; k < 50; ++k) REQUIRE(s.pin(k));
   s.set_max_entries(20);  // 10 pins allowed now

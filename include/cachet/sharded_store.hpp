@@ -13,7 +13,8 @@
 // released. (The key's equality and the value's copy constructor run under the lock; keep them
 // cheap, and store std::shared_ptr<const T> for large values. So do the two callbacks that opt in
 // to it: an options.expiry policy and the options.on_eviction listener, noexcept both.)
-// Clock::now() may be read under the lock. size(), stats() and the iteration functions are weakly consistent (see each).
+// Clock::now() may be read under the lock. size(), stats() and the iteration functions are weakly
+// consistent (see each).
 //
 // Exception safety: get, peek, contains, erase and put give the strong guarantee against
 // exceptions from the hash, the key's equality and the value's copy, except that when put() must
@@ -172,6 +173,7 @@ class sharded_store {
         new (&shards_[built])
             shard(this, share(opts_.max_entries, n, built), share(opts_.max_weight, n, built),
                   detail::mix64(policy_seed + built));
+        if (custom_expiry_) shards_[built].hit_flags = k_hit_expiry;
       }
     } catch (...) {
       destroy_shards(built);
@@ -211,10 +213,11 @@ class sharded_store {
       return std::nullopt;
     }
     std::optional<V> result(n.value);  // copy first: if it throws, nothing has changed
-    if constexpr (!policy_type::access_is_noop) {
-      if (!is_pinned(s, i)) s.policy.on_access(i);
+    if (s.hit_flags == 0) [[likely]] {
+      if constexpr (!policy_type::access_is_noop) s.policy.on_access(i);
+    } else {
+      flagged_hit(s, i);
     }
-    if (custom_expiry_) [[unlikely]] after_read(s, i);
     s.hits.add();
     return result;
   }
@@ -337,6 +340,7 @@ class sharded_store {
       s.pinned.insert(i);  // may throw: nothing has changed yet
       s.policy.on_remove(i);
       s.pinned_weight += w;
+      note_pins(s);
       pinned = true;
     });
     return pinned;
@@ -579,6 +583,7 @@ class sharded_store {
         s.policy.clear();
         s.pinned.clear();
         s.pinned_weight = 0;
+        note_pins(s);
         s.size.sub(s.size.get());
         s.weight.sub(s.weight.get());
         s.ttl_entries = 0;
@@ -820,7 +825,9 @@ class sharded_store {
     p.set_capacity(c);
   };
   // A policy whose order follows the deadlines (ttl) is told when a read moves one.
-  static constexpr bool k_orders_by_deadline = requires { requires policy_type::orders_by_deadline; };
+  static constexpr bool k_orders_by_deadline = requires {
+    requires policy_type::orders_by_deadline;
+  };
   static constexpr int k_sweep_per_put = 4;
   static constexpr std::size_t k_snapshot_batch = 64;
 
@@ -878,16 +885,18 @@ class sharded_store {
     // What a hit touches comes first, on as few cache lines as possible: the lock, the hit and
     // miss counters, the table header. (With many shards, these lines compete for L1.)
     detail::spin_mutex mu;
+    // k_hit_* bits: what a hit must do beyond telling the policy (under `mu`, on its line).
+    std::uint8_t hit_flags = 0;
     detail::locked_counter hits, misses;
     table_type table;  // built before `nodes` but only stores its address until used
     slab_type nodes;
-    // pin(): entries the policy does not hold (never its victims); empty unless pin() is used.
-    // Beside the policy's head, as a hit checks it before telling the policy.
-    absl::flat_hash_set<detail::index_t> pinned;
     policy_type policy;
     std::size_t capacity;         // 0 = no entry bound
     std::uint64_t max_weight;     // 0 = no weight bound
     std::size_t ttl_entries = 0;  // live entries with a deadline
+    // pin(): entries the policy does not hold (never its victims); empty unless pin() is used.
+    // Off the hit path's lines: a hit tests hit_flags instead.
+    absl::flat_hash_set<detail::index_t> pinned;
     std::uint64_t pinned_weight = 0;
     std::size_t max_pinned;
     std::uint64_t max_pinned_weight;
@@ -982,9 +991,8 @@ class sharded_store {
                            "= " + std::to_string(o.ttl_jitter) + ": must be in [0, 1)");
     }
     if (!(o.max_pinned_fraction >= 0.0 && o.max_pinned_fraction < 1.0)) {
-      throw invalid_option("max_pinned_fraction",
-                           "= " + std::to_string(o.max_pinned_fraction) +
-                               ": must be in [0, 1) (0 = no pinning)");
+      throw invalid_option("max_pinned_fraction", "= " + std::to_string(o.max_pinned_fraction) +
+                                                      ": must be in [0, 1) (0 = no pinning)");
     }
     if (o.expire_after_access < std::chrono::nanoseconds::zero()) {
       throw invalid_option("expire_after_access",
@@ -1341,8 +1349,9 @@ class sharded_store {
       return deadline == detail::k_never ? deadline_after(opts_.expire_after_access, t) : deadline;
     }
     const std::chrono::nanoseconds ttl =
-        deadline == detail::k_never ? no_expiry
-                                    : std::chrono::nanoseconds(std::max<std::int64_t>(1, deadline - t));
+        deadline == detail::k_never
+            ? no_expiry
+            : std::chrono::nanoseconds(std::max<std::int64_t>(1, deadline - t));
     const std::chrono::nanoseconds life =
         old_deadline == detail::k_free
             ? opts_.expiry->after_create(n.key, n.value, ttl)
@@ -1350,8 +1359,9 @@ class sharded_store {
     return deadline_after(life, t);
   }
 
-  // A read returned live node i: gives it the lifetime the idle timeout or the policy says.
-  void after_read(shard& s, detail::index_t i) noexcept {
+  // A read returned live node i: gives it the lifetime the idle timeout or the policy says. Out
+  // of line, so the hit path of a store without either stays as small as it was.
+  [[gnu::noinline]] void after_read(shard& s, detail::index_t i) noexcept {
     auto& n = s.nodes[i];
     const std::int64_t t = now();
     const std::int64_t deadline =
@@ -1408,11 +1418,29 @@ class sharded_store {
     return !s.pinned.empty() && s.pinned.contains(i);
   }
 
+  // shard::hit_flags: the store has an idle timeout or expiry policy; the shard pins entries.
+  static constexpr std::uint8_t k_hit_expiry = 1, k_hit_pins = 2;
+  static void note_pins(shard& s) noexcept {
+    s.hit_flags = static_cast<std::uint8_t>((s.hit_flags & ~k_hit_pins) |
+                                            (s.pinned.empty() ? 0 : k_hit_pins));
+  }
+
+  // The rest of a hit when the shard's hit_flags are set: out of line, so a store that pins
+  // nothing and has no expiry policy keeps the hit path it had (one byte tested on the lock's
+  // cache line).
+  [[gnu::noinline]] void flagged_hit(shard& s, detail::index_t i) noexcept {
+    if constexpr (!policy_type::access_is_noop) {
+      if (!is_pinned(s, i)) s.policy.on_access(i);
+    }
+    if (custom_expiry_) after_read(s, i);
+  }
+
   // Unpins node i and gives it back to the policy as a new entry. The caller reserved the
   // policy's room (reserve()) where it has that hook.
   void release_pin(shard& s, detail::index_t i) noexcept {
     s.pinned.erase(i);
     s.pinned_weight -= s.nodes[i].weight;
+    note_pins(s);
     s.nodes[i].hook = hook_type{};
     s.policy.on_insert(i);
   }
@@ -1473,6 +1501,7 @@ class sharded_store {
     if (is_pinned(s, i)) {
       s.pinned.erase(i);
       s.pinned_weight -= n.weight;
+      note_pins(s);
     } else {
       s.policy.on_remove(i);
     }
@@ -1590,15 +1619,15 @@ class sharded_store {
   shard* shards_ = nullptr;
   std::size_t shard_count_ = 0;
   int shard_bits_ = 0;
+  // expire_after_access or an expiry policy is set: reads and writes ask them for lifetimes. A
+  // store without either pays this one branch on a hit (beside shards_, which a hit reads too).
+  bool custom_expiry_ = opts_.expire_after_access.count() != 0 || opts_.expiry != nullptr;
   std::atomic<single_flight<K, V, Hash, KeyEqual>*> insert_flights_{nullptr};
   // options.default_ttl, until set_default_ttl() changes it (0 = none).
   std::atomic<std::int64_t> default_ttl_ns_{opts_.default_ttl.count()};
   // The bounds now: options' until set_max_entries() / set_max_weight().
   std::atomic<std::size_t> max_entries_now_{opts_.max_entries};
   std::atomic<std::uint64_t> max_weight_now_{opts_.max_weight};
-  // expire_after_access or an expiry policy is set: reads and writes ask them for lifetimes. A
-  // store without either pays this one branch on a hit.
-  bool custom_expiry_ = opts_.expire_after_access.count() != 0 || opts_.expiry != nullptr;
 };
 
 }  // namespace cachet

@@ -83,10 +83,10 @@
 #include <vector>
 
 #include "cachet/clock.hpp"
+#include "cachet/codec.hpp"
 #include "cachet/detail/saturate.hpp"
 #include "cachet/hash.hpp"
 #include "cachet/options.hpp"
-#include "cachet/codec.hpp"
 #include "cachet/redis/detail/circuit_breaker.hpp"
 #include "cachet/redis/detail/cluster_slots.hpp"
 #include "cachet/redis/detail/connection.hpp"
