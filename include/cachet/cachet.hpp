@@ -43,6 +43,7 @@
 #include "cachet/eviction/sieve.hpp"
 #include "cachet/eviction/ttl.hpp"
 #include "cachet/eviction/w_tinylfu.hpp"
+#include "cachet/executor.hpp"
 #include "cachet/fwd.hpp"
 #include "cachet/hash.hpp"
 #include "cachet/miss_batcher.hpp"

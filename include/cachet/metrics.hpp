@@ -213,8 +213,10 @@ inline void write_metrics(metrics_sink& m, std::string_view cache, const read_th
   m.counter(req, req_help, cache, {{"result", "negative_hit"}}, s.negative_hits);
   m.counter("cachet_early_refreshes_total", "XFetch refreshes run before expiry.", cache, {},
             s.early_refreshes);
+  m.counter("cachet_background_refreshes_total", "refresh_after_write reloads run on the executor.",
+            cache, {}, s.background_refreshes);
   m.counter("cachet_refresh_failures_total",
-            "Early or stale-while-revalidate refreshes whose load threw.", cache, {},
+            "Early, stale-while-revalidate or background refreshes whose load threw.", cache, {},
             s.refresh_failures);
   constexpr std::string_view stale = "cachet_stale_serves_total";
   constexpr std::string_view stale_help = "Stale values served, by reason.";

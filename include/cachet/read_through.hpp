@@ -47,13 +47,19 @@
 //   std::vector<std::optional<User>> us = users.get_all(ids);  // us[i] answers ids[i]
 #pragma once
 
+#include <absl/container/flat_hash_set.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <future>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -64,6 +70,7 @@
 #include "cachet/clock.hpp"
 #include "cachet/detail/guarded_loader.hpp"
 #include "cachet/detail/saturate.hpp"
+#include "cachet/executor.hpp"
 #include "cachet/hash.hpp"
 #include "cachet/options.hpp"
 #include "cachet/single_flight.hpp"
@@ -83,16 +90,22 @@ struct read_through_stats {
   std::uint64_t stale_serves = 0;           // stale values served while one reader refreshed
   std::uint64_t stale_if_error_serves = 0;  // stale values served because a load threw
   single_flight_stats loads;                // loads run, failed, coalesced; time spent loading
+  // refresh_after_write refreshes run on the executor (failures count in refresh_failures).
+  std::uint64_t background_refreshes = 0;
 };
 
-template <class Store, class Loader>
+template <class Store, class Loader, class Executor = inline_executor>
 class read_through {
  public:
   using key_type = typename Store::key_type;
   using mapped_type = typename Store::mapped_type;
   using clock_type = typename Store::clock_type;
+  using executor_type = Executor;
   static_assert(check_store<Store>());
   static_assert(check_loader<Loader, key_type, mapped_type>());
+  static_assert(executor<Executor>,
+                "cachet::read_through: Executor must be callable with a cachet::task&& "
+                "(see executor.hpp)");
 
   struct options {
     // Entry bound and shard count of the underlying store (see store_options).
@@ -115,14 +128,32 @@ class read_through {
     std::chrono::nanoseconds stale_if_error{0};
     // Seed of the random draws for XFetch and jitter; 0 = a per-process random seed.
     std::uint64_t seed = 0;
+    // Refresh-after-write: the first read of a value this old (measured back from its deadline,
+    // so jitter brings it forward as it does the expiry) is served the value at once and queues
+    // one reload of the key on the executor; until that lands, reads keep getting the value. In
+    // (0, ttl), ttl finite; 0 = off. A failed reload keeps the value (refresh_failures).
+    std::chrono::nanoseconds refresh_after_write{0};
   };
 
-  read_through(options opts, Loader loader, clock_type clock = clock_type{})
+  // `ex` runs the background refreshes (refresh_after_write, refresh()); see executor.hpp.
+  read_through(options opts, Loader loader, clock_type clock = clock_type{},
+               Executor ex = Executor{})
       : opts_(validated(opts)),
         loader_(std::forward<Loader>(loader)),  // Loader may be a reference type
         clock_(clock),
         store_(inner_options(opts_), clock),
-        rng_(opts_.seed != 0 ? opts_.seed : detail::process_seed()) {}
+        rng_(opts_.seed != 0 ? opts_.seed : detail::process_seed()),
+        executor_(std::move(ex)) {}
+
+  read_through(const read_through&) = delete;
+  read_through& operator=(const read_through&) = delete;
+
+  // Waits until every task this cache gave its executor has run or been destroyed (they refer to
+  // it): an executor that keeps a task forever keeps this waiting.
+  ~read_through() {
+    std::unique_lock<std::mutex> g(tasks_mu_);
+    tasks_done_.wait(g, [&] { return tasks_out_ == 0; });
+  }
 
   // The value for `key`: cached, or loaded (once across all threads) and cached. std::nullopt when
   // the loader says the key does not exist (cached for negative_ttl). Rethrows a failed load.
@@ -145,6 +176,9 @@ class read_through {
           return std::move(*fresh);
         }
       }
+      if (refresh_lead_ != 0 && now >= e->expiry_ns - refresh_lead_) {
+        schedule_refresh(key, e->expiry_ns);
+      }
       return std::move(e->value);
     }
     // Stale: kept past its TTL for stale-while-revalidate or stale-if-error.
@@ -152,7 +186,7 @@ class read_through {
       stale_serves_.fetch_add(1, std::memory_order_relaxed);
       // One reader refreshes, unless another one did since this one read `e`; that reader gets the
       // refreshed answer (std::nullopt if the row is gone), the others the stale value.
-      if (std::optional<std::optional<mapped_type>> fresh = refresh(key, *e)) {
+      if (std::optional<std::optional<mapped_type>> fresh = refresh_seen(key, *e)) {
         return std::move(*fresh);
       }
       return std::move(e->value);
@@ -231,6 +265,37 @@ class read_through {
     return core_.write(key, [&] { return store_.erase(key); });
   }
 
+  // Reloads `key` on the executor whether or not it is cached or fresh, and caches the outcome as
+  // a load would (not if an invalidate() comes after the reload began). A load of the key already
+  // in flight is joined instead. The future gives the reloaded answer, or the load's exception
+  // (the cached value is then kept; counted in refresh_failures), or std::future_error
+  // (broken_promise) if the executor destroyed the task unrun. Throws what the executor throws
+  // when it refuses the task, and std::bad_alloc.
+  std::future<std::optional<mapped_type>> refresh(const key_type& key) {
+    auto done = std::make_shared<std::promise<std::optional<mapped_type>>>();
+    std::future<std::optional<mapped_type>> answer = done->get_future();
+    submit(key, false, [this, done](const key_type& k) {
+      try {
+        done->set_value(core_.load(
+            k, [] { return std::optional<std::optional<mapped_type>>(); },
+            [&] { return fill(k); }));
+      } catch (...) {
+        refresh_failures_.fetch_add(1, std::memory_order_relaxed);
+        done->set_exception(std::current_exception());
+      }
+    });
+    return answer;
+  }
+
+  // refresh() of each key: result[i] answers keys[i] (one task per key; a key given twice is
+  // reloaded once, as the second joins the first's flight if it is still running).
+  std::vector<std::future<std::optional<mapped_type>>> refresh_all(std::span<const key_type> keys) {
+    std::vector<std::future<std::optional<mapped_type>>> out;
+    out.reserve(keys.size());
+    for (const key_type& k : keys) out.push_back(refresh(k));
+    return out;
+  }
+
   // Entries cached now, "absent" entries included.
   std::size_t size() const noexcept { return store_.size(); }
 
@@ -242,7 +307,8 @@ class read_through {
             refresh_failures_.load(std::memory_order_relaxed),
             stale_serves_.load(std::memory_order_relaxed),
             stale_if_error_serves_.load(std::memory_order_relaxed),
-            core_.stats()};
+            core_.stats(),
+            background_refreshes_.load(std::memory_order_relaxed)};
   }
 
  private:
@@ -275,6 +341,13 @@ class read_through {
     if (o.stale_if_error < std::chrono::nanoseconds::zero()) {
       throw invalid_option("stale_if_error", "is negative: must be >= 0 (0 = off)");
     }
+    if (o.refresh_after_write < std::chrono::nanoseconds::zero() ||
+        (o.refresh_after_write.count() != 0 &&
+         (o.ttl == no_expiry || o.refresh_after_write >= o.ttl))) {
+      throw invalid_option("refresh_after_write",
+                           "must be 0 (off) or in (0, ttl) with a finite ttl: the age at which a "
+                           "read queues a reload");
+    }
     if (!(o.xfetch_beta >= 0.0 && std::isfinite(o.xfetch_beta))) {
       throw invalid_option("xfetch_beta",
                            "= " + std::to_string(o.xfetch_beta) + ": must be finite and >= 0");
@@ -304,15 +377,15 @@ class read_through {
     if (!xfetch::should_refresh(gap, e.delta_ns, opts_.xfetch_beta, [&] { return uniform(); })) {
       return std::nullopt;
     }
-    return refresh(key, e, &early_refreshes_);
+    return refresh_seen(key, e, &early_refreshes_);
   }
 
   // Refreshes `seen` (stale-while-revalidate, XFetch) in a flight nobody waits for, unless another
   // reader's refresh replaced it since this reader read it. Returns the answer the refresh (or
   // that replacement) gave, or nothing if another refresh of the key is running or this one
   // failed (counted in refresh_failures; the caller serves `seen`). `ran` counts refreshes run.
-  std::optional<std::optional<mapped_type>> refresh(const key_type& key, const entry& seen,
-                                                    std::atomic<std::uint64_t>* ran = nullptr) {
+  std::optional<std::optional<mapped_type>> refresh_seen(
+      const key_type& key, const entry& seen, std::atomic<std::uint64_t>* ran = nullptr) {
     std::optional<std::optional<mapped_type>> answer;
     try {
       const bool loaded = core_.try_lead(
@@ -426,6 +499,57 @@ class read_through {
     return out;
   }
 
+  // ---- background work (refresh_after_write, refresh())
+
+  // Gives the executor a task that runs work(key). Counted in tasks_out_ until the task has run or
+  // been destroyed, so ~read_through() can wait for it. With `once_per_key`, nothing is queued
+  // while a task for the key is queued or running (returns false then). Throws what the
+  // executor throws (the task is then destroyed: the count and the mark are undone).
+  template <class Work>
+  bool submit(const key_type& key, bool once_per_key, Work work) {
+    {
+      std::lock_guard<std::mutex> g(tasks_mu_);
+      if (once_per_key && !queued_.insert(key).second) return false;
+      ++tasks_out_;
+    }
+    executor_(task([out = task_slot(this, key, once_per_key), work = std::move(work)]() mutable {
+      work(out.key);
+    }));
+    return true;
+  }
+
+  // Owned by each task: undoes submit()'s count (and mark) when the task is done or destroyed.
+  struct task_slot {
+    task_slot(read_through* o, const key_type& k, bool m) : owner(o), key(k), marked(m) {}
+    task_slot(task_slot&& o) noexcept
+        : owner(std::exchange(o.owner, nullptr)), key(std::move(o.key)), marked(o.marked) {}
+    task_slot& operator=(task_slot&&) = delete;
+    ~task_slot() {
+      if (owner != nullptr) owner->task_finished(key, marked);
+    }
+    read_through* owner;
+    key_type key;
+    bool marked;
+  };
+
+  void task_finished(const key_type& key, bool marked) noexcept {
+    std::lock_guard<std::mutex> g(tasks_mu_);
+    if (marked) queued_.erase(key);
+    if (--tasks_out_ == 0) tasks_done_.notify_all();
+  }
+
+  // refresh_after_write: the value that expires at `seen_expiry` is old enough; queue one reload of
+  // the key (none while one is queued or running). A refusing executor counts a failure.
+  void schedule_refresh(const key_type& key, std::int64_t seen_expiry) {
+    try {
+      submit(key, true, [this, seen_expiry](const key_type& k) {
+        refresh_seen(k, entry{std::nullopt, seen_expiry, 0}, &background_refreshes_);
+      });
+    } catch (...) {  // the executor refused it, or std::bad_alloc: the read still succeeds
+      refresh_failures_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
   std::chrono::nanoseconds jittered(std::chrono::nanoseconds ttl) noexcept {
     if (opts_.ttl_jitter <= 0.0 || ttl == no_expiry) return ttl;
     const auto cut = static_cast<std::int64_t>(static_cast<double>(ttl.count()) * opts_.ttl_jitter *
@@ -443,7 +567,15 @@ class read_through {
   std::uint64_t rng_;
   std::atomic<std::uint64_t> counter_{0};
   std::atomic<std::uint64_t> hits_{0}, misses_{0}, negative_hits_{0}, early_refreshes_{0},
-      refresh_failures_{0}, stale_serves_{0}, stale_if_error_serves_{0};
+      refresh_failures_{0}, stale_serves_{0}, stale_if_error_serves_{0}, background_refreshes_{0};
+  // How long before a value's deadline refresh_after_write comes due (0 = off).
+  std::int64_t refresh_lead_ =
+      opts_.refresh_after_write.count() == 0 ? 0 : (opts_.ttl - opts_.refresh_after_write).count();
+  Executor executor_;
+  std::mutex tasks_mu_;
+  std::condition_variable tasks_done_;
+  std::size_t tasks_out_ = 0;  // tasks given to the executor, not yet run or destroyed
+  absl::flat_hash_set<key_type, typename Store::hasher, typename Store::key_equal> queued_;
 };
 
 }  // namespace cachet
