@@ -63,16 +63,19 @@ typename C::options opts() {
   return {.max_entries = 64, .ttl = 10s, .xfetch_beta = 0.0, .refresh_after_write = 4s};
 }
 
+// What most tests start from: a manual clock, a table holding row 1 = 10, a queue executor.
+struct fixture {
+  cachet::manual_clock clock;
+  table db{{{1, 10}}};
+  queue_executor ex;
+};
+
 }  // namespace
 
-TEST_CASE(
-    "refresh_after_write: an old value is served at once and reloaded once, on the "
-    "executor",
-    "[read_through][refresh]") {
-  cachet::manual_clock clock;
-  table db;
-  db.rows[1] = 10;
-  queue_executor ex;
+TEST_CASE_METHOD(fixture,
+                 "refresh_after_write: an old value is served at once and reloaded once, on the "
+                 "executor",
+                 "[read_through][refresh]") {
   cache c(opts(), db, clock, ex);
   CHECK(c.get(1) == 10);
   CHECK(db.loads == 1);
@@ -97,12 +100,8 @@ TEST_CASE(
   CHECK(c.stats().background_refreshes == 2);
 }
 
-TEST_CASE("refresh_after_write: a failed reload keeps the value and is counted",
-          "[read_through][refresh]") {
-  cachet::manual_clock clock;
-  table db;
-  db.rows[1] = 10;
-  queue_executor ex;
+TEST_CASE_METHOD(fixture, "refresh_after_write: a failed reload keeps the value and is counted",
+                 "[read_through][refresh]") {
   cache c(opts(), db, clock, ex);
   CHECK(c.get(1) == 10);
   clock.advance(5s);
@@ -174,12 +173,9 @@ TEST_CASE("refresh: reloads on demand and returns futures", "[read_through][refr
   CHECK(c.stats().refresh_failures == 1);
 }
 
-TEST_CASE("refresh: a task the executor drops breaks its promise and releases the cache",
-          "[read_through][refresh]") {
-  cachet::manual_clock clock;
-  table db;
-  db.rows[1] = 10;
-  queue_executor ex;
+TEST_CASE_METHOD(fixture,
+                 "refresh: a task the executor drops breaks its promise and releases the cache",
+                 "[read_through][refresh]") {
   std::future<std::optional<int>> f;
   {
     cache c(opts(), db, clock, ex);
