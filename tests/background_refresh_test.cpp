@@ -23,6 +23,8 @@
 #include <utility>
 #include <vector>
 
+#include "alloc_failure.hpp"
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -349,4 +351,26 @@ TEST_CASE("refresh_after_write: destroying the cache waits for a reload still qu
   destroyer.join();
   CHECK(destroyed.load());
   CHECK(db.loads == 2);
+}
+
+TEST_CASE_METHOD(fixture, "refresh_after_write: a task that cannot be allocated undoes its mark",
+                 "[read_through][refresh]") {
+  // The task's allocation fails after the key was marked as queued and counted: both must be
+  // undone, or the key would never be refreshed again and the destructor would wait forever.
+  db.rows[2] = 20;
+  cache c(opts(), db, clock, ex);
+  CHECK(c.get(1) == 10);
+  CHECK(c.get(2) == 20);
+  clock.advance(5s);
+  CHECK(c.get(2) == 20);  // a first queued refresh sizes the mark table
+  ex.run_all();
+  cachet_test::fail_next_allocation();
+  CHECK(c.get(1) == 10);  // the read succeeds
+  REQUIRE_FALSE(cachet_test::allocation_failure_pending());
+  CHECK(ex.size() == 0);
+  CHECK(c.stats().refresh_failures == 1);
+  CHECK(c.get(1) == 10);
+  CHECK(ex.size() == 1);  // not marked as queued any more: this read queues it
+  ex.run_all();
+  CHECK(c.stats().background_refreshes == 2);
 }

@@ -507,20 +507,20 @@ class read_through {
   // executor throws (the task is then destroyed: the count and the mark are undone).
   template <class Work>
   bool submit(const key_type& key, bool once_per_key, Work work) {
+    task_slot slot(key, once_per_key);  // copies the key before anything is counted
     {
       std::lock_guard<std::mutex> g(tasks_mu_);
       if (once_per_key && !queued_.insert(key).second) return false;
       ++tasks_out_;
+      slot.owner = this;  // from here on its destructor undoes the two lines above
     }
-    executor_(task([out = task_slot(this, key, once_per_key), work = std::move(work)]() mutable {
-      work(out.key);
-    }));
+    executor_(task([out = std::move(slot), work = std::move(work)]() mutable { work(out.key); }));
     return true;
   }
 
   // Owned by each task: undoes submit()'s count (and mark) when the task is done or destroyed.
   struct task_slot {
-    task_slot(read_through* o, const key_type& k, bool m) : owner(o), key(k), marked(m) {}
+    task_slot(const key_type& k, bool m) : owner(nullptr), key(k), marked(m) {}
     task_slot(task_slot&& o) noexcept
         : owner(std::exchange(o.owner, nullptr)), key(std::move(o.key)), marked(o.marked) {}
     task_slot& operator=(task_slot&&) = delete;

@@ -307,7 +307,7 @@ class sharded_store {
   template <class Q = K, class Rep, class Period>
   bool set_expires_after(const key_arg<Q>& key, std::chrono::duration<Rep, Period> ttl) {
     const std::chrono::nanoseconds d = detail::checked_ttl(ttl, "set_expires_after");
-    const std::int64_t deadline = d == no_expiry ? detail::k_never : saturating_deadline(d);
+    const std::int64_t deadline = deadline_after(d, now());
     return with_live_entry<Q>(key, [&](shard& s, detail::index_t i) {
       set_deadline(s, s.nodes[i], deadline);
       ++s.nodes[i].stamp;
@@ -1054,12 +1054,6 @@ class sharded_store {
     return d == 0 ? no_expiry : std::chrono::nanoseconds(d);
   }
 
-  // Absolute deadline `d` from now, without jitter, clamped below k_never.
-  std::int64_t saturating_deadline(std::chrono::nanoseconds d) const noexcept {
-    const std::int64_t t = now();
-    return t > detail::k_never - 1 - d.count() ? detail::k_never - 1 : t + d.count();
-  }
-
   // Absolute deadline for a ttl starting now, shortened by the jitter. Outside any lock.
   std::int64_t deadline_for(std::chrono::nanoseconds ttl) const noexcept {
     if (ttl == no_expiry) return detail::k_never;
@@ -1069,8 +1063,7 @@ class sharded_store {
                                      detail::jitter_uniform());
       d = std::max<std::int64_t>(d, 1);
     }
-    const std::int64_t t = now();
-    return t > detail::k_never - 1 - d ? detail::k_never - 1 : t + d;
+    return deadline_after(std::chrono::nanoseconds(d), now());
   }
 
   // ---- the write path
@@ -1325,8 +1318,8 @@ class sharded_store {
   // -----------------------------------------------------------------------------
 
   static constexpr const char* k_tti_and_ttl =
-      "cannot be combined with a default TTL and expire_after_access: an entry has one deadline "
-      "(use an expiry_policy, see options.hpp)";
+      "cannot be set together with the other of default_ttl / expire_after_access: an entry has "
+      "one deadline (an expiry_policy can combine them, see options.hpp)";
 
   // What a deadline leaves from `t`: no_expiry for none.
   static std::chrono::nanoseconds remaining(std::int64_t deadline, std::int64_t t) noexcept {
