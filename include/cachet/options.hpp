@@ -7,8 +7,8 @@
 //
 // Thread safety: plain values; copy freely. The callbacks (`weigher`, `on_removal`) are called by
 // the store from whatever thread performs the operation, never while a shard lock is held, so they
-// must be thread-safe themselves and may call back into the store. An `expiry` policy is the
-// exception: it runs under the shard lock (see expiry_policy).
+// must be thread-safe themselves and may call back into the store. An `expiry` policy and the
+// `on_eviction` listener are the exceptions: they run under the shard lock (see each).
 //
 // Exception safety: nothing here throws; a store's constructor throws `invalid_option` for bad
 // values.
