@@ -1,0 +1,36 @@
+// Instructions per sharded_store::get hit, counted by callgrind (repeatable to the instruction,
+// where wall-clock runs on a shared machine are not): fill 32,768 entries of a 64K-entry store,
+// then `rounds` passes of get() over every key. Run it with 20 rounds and with 0, and divide the
+// difference by 655,360 gets (bench/RESULTS.md, "What time to idle, pinning and the listeners
+// cost a hit"). Not built by CMake:
+//   g++ -std=c++20 -O3 -DNDEBUG -Iinclude bench/hit_instructions.cpp -o hc
+//       $(pkg-config --libs libxxhash) -labsl_hash -labsl_city -labsl_low_level_hash
+//       -labsl_raw_hash_set -lpthread   (one command line)
+//   valgrind --tool=callgrind --callgrind-out-file=/dev/null ./hc 20 fifo   # and 0; lru
+#include <cachet/eviction/fifo.hpp>
+#include <cachet/eviction/lru.hpp>
+#include <cachet/sharded_store.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+template <class Policy>
+long run(int rounds) {
+  cachet::sharded_store<long, long, Policy> s({.max_entries = 1 << 16});
+  for (long k = 0; k < (1 << 15); ++k) s.put(k, k);
+  long sum = 0;
+  for (int r = 0; r < rounds; ++r) {
+    for (long k = 0; k < (1 << 15); ++k) sum += *s.get(k);
+  }
+  return sum;
+}
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: %s ROUNDS fifo|lru\n", argv[0]);
+    return 2;
+  }
+  const int rounds = std::atoi(argv[1]);
+  const bool lru = std::strcmp(argv[2], "lru") == 0;
+  std::printf("%ld\n", lru ? run<cachet::lru>(rounds) : run<cachet::fifo>(rounds));
+}
