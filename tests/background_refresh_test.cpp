@@ -1,7 +1,8 @@
-// read_through's background refresh: refresh_after_write queues one reload per key on the user's
-// executor and serves the current value meanwhile; refresh() / refresh_all() reload on demand and
-// return futures; the cache waits for its tasks before it goes. Driven by a manual clock and a
-// queue executor the test runs by hand.
+// read_through's work on the executor. Background refresh: refresh_after_write queues one reload
+// per key on the user's executor and serves the current value meanwhile; refresh() / refresh_all()
+// reload on demand and return futures; the cache waits for its tasks before it goes. Loading that
+// parks no thread: get_async (callback and future) and get_co (C++20 coroutines). Driven by a
+// manual clock and a queue executor the test runs by hand.
 #include <atomic>
 #include <cachet/executor.hpp>
 #include <cachet/read_through.hpp>
@@ -9,7 +10,9 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <coroutine>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <future>
 #include <map>
@@ -373,4 +376,518 @@ TEST_CASE_METHOD(fixture, "refresh_after_write: a task that cannot be allocated 
   CHECK(ex.size() == 1);  // not marked as queued any more: this read queues it
   ex.run_all();
   CHECK(c.stats().background_refreshes == 2);
+}
+
+// ---- get_async / get_co: loading that parks no thread
+
+namespace {
+
+// What a get_async callback was given; `calls` counts how often it ran.
+struct answer {
+  int calls = 0;
+  std::optional<int> value;
+  std::exception_ptr error;
+  auto callback() {
+    return [this](std::optional<int> v, std::exception_ptr e) {
+      ++calls;
+      value = v;
+      error = std::move(e);
+    };
+  }
+  std::string what() const {
+    try {
+      if (error) std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "(no error)";
+  }
+};
+
+template <class C = cache>
+typename C::options async_opts() {
+  return {.max_entries = 64, .ttl = 10s, .xfetch_beta = 0.0};
+}
+
+}  // namespace
+
+TEST_CASE_METHOD(fixture, "get_async: a hit answers at once, on the caller's thread",
+                 "[read_through][async]") {
+  cache c(async_opts(), db, clock, ex);
+  std::future<std::optional<int>> first = c.get_async(1);
+  ex.run_all();
+  CHECK(first.get() == 10);
+  answer a;
+  c.get_async(1, a.callback());
+  CHECK(a.calls == 1);  // before get_async returned, nothing queued
+  CHECK(a.value == 10);
+  CHECK(ex.size() == 0);
+  answer absent;
+  c.get_async(2, absent.callback());
+  ex.run_all();
+  CHECK(absent.calls == 1);
+  CHECK(absent.value == std::nullopt);
+  CHECK_FALSE(absent.error);
+  CHECK(c.stats().hits == 1);
+  CHECK(c.stats().misses == 2);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "get_async: misses queue one load on the executor; every caller joins it and "
+                 "is answered once when it lands",
+                 "[read_through][async]") {
+  cache c(async_opts(), db, clock, ex);
+  answer a, b, d;
+  c.get_async(1, a.callback());
+  c.get_async(1, b.callback());
+  CHECK(db.loads == 0);   // nothing loaded on the caller's thread
+  CHECK(ex.size() == 1);  // one load for both
+  CHECK(a.calls == 0);
+  CHECK(b.calls == 0);
+  std::future<std::optional<int>> f = c.get_async(1);
+  CHECK(f.wait_for(0s) == std::future_status::timeout);
+  ex.run_all();
+  CHECK(db.loads == 1);
+  CHECK(a.calls == 1);
+  CHECK(b.calls == 1);
+  CHECK(a.value == 10);
+  CHECK(b.value == 10);
+  CHECK(f.get() == 10);
+  CHECK(c.stats().loads.loads == 1);
+  CHECK(c.stats().loads.coalesced == 2);
+  c.get_async(1, d.callback());  // cached now
+  CHECK(d.calls == 1);
+  CHECK(db.loads == 1);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "get_async: a failed load reaches every waiter, caches nothing and is retried",
+                 "[read_through][async]") {
+  cache c(async_opts(), db, clock, ex);
+  db.fail = true;
+  answer a, b;
+  c.get_async(1, a.callback());
+  c.get_async(1, b.callback());
+  ex.run_all();
+  CHECK(a.calls == 1);
+  CHECK(b.calls == 1);
+  CHECK(a.what() == "origin down");
+  CHECK(b.what() == "origin down");
+  CHECK_FALSE(a.value);
+  CHECK(c.size() == 0);
+  db.fail = false;
+  std::future<std::optional<int>> f = c.get_async(1);
+  ex.run_all();
+  CHECK(f.get() == 10);
+  CHECK(db.loads == 2);
+}
+
+TEST_CASE_METHOD(fixture, "get_async: stale_if_error answers a failed load with the stale value",
+                 "[read_through][async]") {
+  cache::options o = async_opts();
+  o.stale_if_error = 5s;
+  cache c(o, db, clock, ex);
+  CHECK(c.get(1) == 10);  // ex is not used by a synchronous get
+  clock.advance(11s);
+  db.fail = true;
+  answer a;
+  c.get_async(1, a.callback());
+  ex.run_all();
+  CHECK(a.calls == 1);
+  CHECK(a.value == 10);
+  CHECK_FALSE(a.error);
+  CHECK(c.stats().stale_if_error_serves == 1);
+  clock.advance(5s);  // past the bound: the error itself
+  answer b;
+  c.get_async(1, b.callback());
+  ex.run_all();
+  CHECK(b.what() == "origin down");
+}
+
+TEST_CASE_METHOD(fixture,
+                 "get_async: refresh_after_write, XFetch and stale-while-revalidate answer at once "
+                 "and reload on the executor",
+                 "[read_through][async]") {
+  SECTION("refresh_after_write") {
+    cache c(opts(), db, clock, ex);
+    CHECK(c.get(1) == 10);
+    clock.advance(5s);
+    db.rows[1] = 11;
+    answer a;
+    c.get_async(1, a.callback());
+    CHECK(a.value == 10);
+    CHECK(ex.size() == 1);
+    CHECK(db.loads == 1);
+    ex.run_all();
+    CHECK(c.stats().background_refreshes == 1);
+    CHECK(c.get(1) == 11);
+  }
+  SECTION("stale_while_revalidate") {
+    cache::options o = async_opts();
+    o.stale_while_revalidate = 5s;
+    cache c(o, db, clock, ex);
+    CHECK(c.get(1) == 10);
+    clock.advance(12s);
+    db.rows[1] = 11;
+    answer a;
+    c.get_async(1, a.callback());
+    CHECK(a.calls == 1);
+    CHECK(a.value == 10);  // stale, at once
+    CHECK(db.loads == 1);
+    CHECK(ex.size() == 1);
+    ex.run_all();
+    CHECK(c.get(1) == 11);
+    CHECK(c.stats().stale_serves == 1);
+  }
+  SECTION("XFetch") {
+    table slow = db;
+    struct timed {
+      table* t;
+      cachet::manual_clock* clock;
+      std::optional<int> load(const int& k) {
+        clock->advance(1s);  // a load that takes a second (XFetch's delta)
+        return t->load(k);
+      }
+    } loader{&slow, &clock};
+    using timed_cache = cachet::read_through<store, timed&, queue_executor>;
+    timed_cache::options o = async_opts<timed_cache>();
+    o.xfetch_beta = 1e9;  // every read near expiry draws a refresh
+    timed_cache c(o, loader, clock, ex);
+    CHECK(c.get(1) == 10);
+    slow.rows[1] = 11;
+    answer a;
+    c.get_async(1, a.callback());
+    CHECK(a.value == 10);
+    CHECK(slow.loads == 1);
+    CHECK(ex.size() == 1);
+    ex.run_all();
+    CHECK(c.stats().early_refreshes == 1);
+    CHECK(c.get(1) == 11);
+  }
+}
+
+TEST_CASE("get_async: a load that began before an invalidate() is not joined after it",
+          "[read_through][async][consistency]") {
+  // The queued load reads the old row; inside it, the row changes, invalidate() runs and a new
+  // get_async starts. That one must not be answered from the load that read the old row.
+  cachet::manual_clock clock;
+  struct gated_table {
+    table* t;
+    std::function<void()> during;
+    std::optional<int> load(const int& k) {
+      std::optional<int> v = t->load(k);
+      if (during) std::exchange(during, nullptr)();
+      return v;
+    }
+  };
+  table db;
+  db.rows[1] = 10;
+  gated_table gate{&db, nullptr};
+  queue_executor ex;
+  using gated_cache = cachet::read_through<store, gated_table&, queue_executor>;
+  gated_cache c(async_opts<gated_cache>(), gate, clock, ex);
+  answer before, after;
+  c.get_async(1, before.callback());
+  gate.during = [&] {
+    db.rows[1] = 11;
+    c.invalidate(1);
+    c.get_async(1, after.callback());
+  };
+  ex.run_all();
+  CHECK(before.value == 10);  // it began before the write: either answer is allowed
+  CHECK(after.calls == 1);
+  CHECK(after.value == 11);
+  CHECK(db.loads == 2);
+  CHECK(c.get(1) == 11);  // and the first load's 10 was not cached
+}
+
+TEST_CASE("get_async: a synchronous get() waits for a queued load instead of loading again",
+          "[read_through][async][threads]") {
+  cachet::manual_clock clock;
+  table db;
+  db.rows[1] = 10;
+  queue_executor ex;
+  cache c(async_opts(), db, clock, ex);
+  answer a;
+  c.get_async(1, a.callback());
+  std::optional<int> got;
+  std::thread reader([&] { got = c.get(1); });
+  // The reader joins the queued flight as a follower; bounded wait for it to get there.
+  for (int i = 0; i < 100'000 && c.stats().loads.coalesced == 0; ++i) std::this_thread::yield();
+  CHECK(c.stats().loads.coalesced == 1);
+  ex.run_all();
+  reader.join();
+  CHECK(got == 10);
+  CHECK(a.value == 10);
+  CHECK(db.loads == 1);
+}
+
+TEST_CASE("get_async: an executor that refuses or drops the load answers with an error",
+          "[read_through][async]") {
+  cachet::manual_clock clock;
+  table db;
+  db.rows[1] = 10;
+  SECTION("refused: the executor's exception") {
+    auto refuse = [](cachet::task&&) { throw std::runtime_error("queue full"); };
+    using refusing_cache = cachet::read_through<store, table&, decltype(refuse)>;
+    refusing_cache c(async_opts<refusing_cache>(), db, clock, refuse);
+    answer a;
+    c.get_async(1, a.callback());
+    CHECK(a.calls == 1);
+    CHECK(a.what() == "queue full");
+    CHECK(c.get(1) == 10);  // the flight was retired: a synchronous get loads
+  }
+  SECTION("dropped: load_dropped_error") {
+    queue_executor ex;
+    cache c(async_opts(), db, clock, ex);
+    answer a, b;
+    c.get_async(1, a.callback());
+    c.get_async(1, b.callback());
+    ex.tasks->clear();
+    CHECK(a.calls == 1);
+    CHECK(b.calls == 1);
+    CHECK_THROWS_AS(std::rethrow_exception(a.error), cachet::load_dropped_error);
+    CHECK(db.loads == 0);
+    std::future<std::optional<int>> f = c.get_async(1);
+    ex.run_all();
+    CHECK(f.get() == 10);
+  }
+}
+
+TEST_CASE_METHOD(fixture, "get_async: std::bad_alloc throws and does not call back",
+                 "[read_through][async]") {
+  cache c(async_opts(), db, clock, ex);
+  answer a;
+  // The first allocation of a miss is the flight's shared state.
+  cachet_test::fail_next_allocation();
+  CHECK_THROWS_AS(c.get_async(1, a.callback()), std::bad_alloc);
+  CHECK_FALSE(cachet_test::allocation_failure_pending());
+  CHECK(a.calls == 0);
+  CHECK(ex.size() == 0);
+  c.get_async(1, a.callback());  // nothing was left in flight
+  ex.run_all();
+  CHECK(a.value == 10);
+}
+
+TEST_CASE_METHOD(fixture, "load_timeout: waiters stop waiting; the late load still fills the cache",
+                 "[read_through][async][timeout]") {
+  // The queued load does not run until the waiters have timed out (real time, 1 ms); the waits
+  // below are bounded safety nets, not timing assertions.
+  cache::options o = async_opts();
+  o.load_timeout = 1ms;
+  cache c(o, db, clock, ex);
+  // Whatever fails below, the queued load is dropped before `c` goes (~read_through waits for it).
+  struct drop_queued {
+    queue_executor ex;
+    ~drop_queued() { ex.tasks->clear(); }
+  } on_exit{ex};
+  std::future<std::optional<int>> a = c.get_async(1);
+  std::future<std::optional<int>> b = c.get_async(1);
+  REQUIRE(a.wait_for(60s) == std::future_status::ready);
+  REQUIRE(b.wait_for(60s) == std::future_status::ready);
+  CHECK_THROWS_AS(a.get(), cachet::load_timeout_error);
+  CHECK_THROWS_AS(b.get(), cachet::load_timeout_error);
+  std::optional<int> sync_answer;
+  std::thread follower([&] {  // a get() that follows the same queued load times out too
+    try {
+      sync_answer = c.get(1);
+    } catch (const cachet::load_timeout_error&) {
+      sync_answer = -1;
+    }
+  });
+  follower.join();
+  CHECK(sync_answer == -1);
+  CHECK(c.stats().loads.timeouts == 3);
+  CHECK(db.loads == 0);
+  SECTION("the late result is cached") {
+    ex.run_all();
+    CHECK(db.loads == 1);
+    CHECK(c.get(1) == 10);
+    CHECK(db.loads == 1);
+  }
+  SECTION("an invalidate() before it ran: it loads (and caches) the new row") {
+    db.rows[1] = 11;
+    c.invalidate(1);
+    ex.run_all();
+    CHECK(db.loads == 1);
+    CHECK(c.get(1) == 11);
+    CHECK(db.loads == 1);
+  }
+  // (A load that an invalidate() overtakes mid-load caches nothing: the same fill as every load,
+  // shown for the executor's loads by "a load that began before an invalidate() ..." above.)
+}
+
+TEST_CASE_METHOD(fixture, "load_timeout: a load that answers in time is not timed out",
+                 "[read_through][async][timeout]") {
+  cache::options o = async_opts();
+  o.load_timeout = 1h;
+  cache c(o, db, clock, ex);
+  std::future<std::optional<int>> a = c.get_async(1);
+  ex.run_all();
+  CHECK(a.get() == 10);
+  CHECK(c.stats().loads.timeouts == 0);
+  o.load_timeout = -1ms;
+  CHECK_THROWS_WITH(cache(o, db, clock, ex), Catch::Contains("load_timeout"));
+}
+
+namespace {
+
+// A minimal coroutine type: starts at once, runs to the end, frees itself.
+struct detached {
+  struct promise_type {
+    detached get_return_object() noexcept { return {}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() noexcept {}
+    void unhandled_exception() noexcept { std::terminate(); }
+  };
+};
+
+// A one-thread event loop: post() queues, run_one() runs the next task on the caller's thread.
+struct event_loop {
+  std::shared_ptr<std::deque<cachet::task>> q = std::make_shared<std::deque<cachet::task>>();
+  void operator()(cachet::task&& t) const { q->push_back(std::move(t)); }
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(fixture,
+                 "get_co: a coroutine that misses is suspended until the load lands, then "
+                 "resumed through the loop it asked for",
+                 "[read_through][async][coroutine]") {
+  db.rows[2] = 20;
+  cache c(async_opts(), db, clock, ex);
+  event_loop loop;
+  std::vector<std::string> log;
+  auto reader = [&](int key) -> detached {
+    try {
+      std::optional<int> v = co_await c.get_co(key, loop);
+      log.push_back(std::to_string(key) + "=" + (v ? std::to_string(*v) : std::string("none")));
+    } catch (const std::exception& e) {
+      log.push_back(std::to_string(key) + "!" + e.what());
+    }
+  };
+  reader(1);
+  reader(1);
+  reader(3);
+  CHECK(log.empty());     // all three suspended
+  CHECK(ex.size() == 2);  // one load per key
+  ex.run_all();
+  CHECK(log.empty());  // loaded, but resumed only through the loop
+  CHECK(loop.q->size() == 3);
+  while (!loop.q->empty()) {
+    cachet::task t = std::move(loop.q->front());
+    loop.q->pop_front();
+    t();
+  }
+  CHECK(log == std::vector<std::string>{"1=10", "1=10", "3=none"});
+  log.clear();
+  reader(1);  // a hit does not suspend
+  CHECK(log == std::vector<std::string>{"1=10"});
+  CHECK(loop.q->empty());
+  db.fail = true;
+  auto plain = [&](int key) -> detached {  // resumed on the loading thread
+    try {
+      co_await c.get_co(key);
+      log.push_back("no error");
+    } catch (const std::exception& e) {
+      log.push_back(e.what());
+    }
+  };
+  log.clear();
+  plain(2);
+  CHECK(log.empty());
+  ex.run_all();
+  CHECK(log == std::vector<std::string>{"origin down"});
+}
+
+TEST_CASE("get_async / get_co: threads on a pool, every callback once, one load per flight",
+          "[read_through][async][threads]") {
+  // Four threads each start 500 get_async (and get_co) on 8 keys, loads run on two pool threads,
+  // and invalidations run meanwhile. Every callback runs exactly once with the key's row; TSan
+  // and ASan watch the flights, the waiters and the coroutine frames.
+  struct pool {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<cachet::task> q;
+    bool stop = false;
+    std::vector<std::thread> workers;
+    pool() {
+      for (int i = 0; i < 2; ++i) {
+        workers.emplace_back([this] {
+          for (;;) {
+            cachet::task t;
+            {
+              std::unique_lock<std::mutex> g(mu);
+              cv.wait(g, [&] { return stop || !q.empty(); });
+              if (q.empty()) return;
+              t = std::move(q.front());
+              q.pop_front();
+            }
+            t();
+          }
+        });
+      }
+    }
+    ~pool() {
+      {
+        std::lock_guard<std::mutex> g(mu);
+        stop = true;
+      }
+      cv.notify_all();
+      for (std::thread& w : workers) w.join();
+    }
+  };
+  struct submit {
+    pool* p;
+    void operator()(cachet::task&& t) const {
+      {
+        std::lock_guard<std::mutex> g(p->mu);
+        p->q.push_back(std::move(t));
+      }
+      p->cv.notify_one();
+    }
+  };
+  struct rows {
+    std::atomic<int> loads{0};
+    std::optional<int> load(const int& k) {
+      loads.fetch_add(1);
+      return k * 10;
+    }
+  } src;
+  pool workers;
+  std::atomic<int> calls{0}, wrong{0};
+  {
+    using pool_cache = cachet::read_through<cachet::sharded_store<int, int>, rows&, submit>;
+    pool_cache c({.max_entries = 64, .ttl = cachet::no_expiry, .xfetch_beta = 0.0}, src, {},
+                 submit{&workers});
+    auto co_reader = [&](int key) -> detached {
+      std::optional<int> v = co_await c.get_co(key);
+      if (v != key * 10) wrong.fetch_add(1);
+      calls.fetch_add(1);
+    };
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 500; ++i) {
+          const int key = (i * 7 + t) % 8;
+          if (i % 3 == 0) {
+            co_reader(key);
+          } else {
+            c.get_async(key, [&, key](std::optional<int> v, std::exception_ptr e) {
+              if (e || v != key * 10) wrong.fetch_add(1);
+              calls.fetch_add(1);
+            });
+          }
+          if (i % 50 == 0) c.invalidate(key);
+        }
+      });
+    }
+    for (std::thread& th : threads) th.join();
+    // Bounded wait for the callbacks still pending on the pool.
+    for (int i = 0; i < 2'000'000 && calls.load() < 2000; ++i) std::this_thread::yield();
+  }  // ~read_through waits for the tasks it queued
+  CHECK(calls.load() == 2000);
+  CHECK(wrong.load() == 0);
+  CHECK(src.loads.load() <= 2000);
 }

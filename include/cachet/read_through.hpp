@@ -26,6 +26,9 @@
 //     Loader's load_all() (see source.hpp; a Loader without one is called once per key), sharing
 //     single-flight with get(): a key some other thread is loading is waited for, not reloaded,
 //     and other threads asking for a key of the batch wait for the batch.
+//   - loads that park no thread: get_async(key, done) and its future form, and co_await
+//     get_co(key) for coroutines, join the key's flight or start its load on the executor; a
+//     load_timeout stops any waiter from waiting longer than that.
 //
 // Thread safety: all members are thread-safe. The loader runs on a caller's thread with no cache
 // lock held; different keys load in parallel. A reader that wins the XFetch draw (or refreshes a
@@ -55,8 +58,10 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -68,6 +73,7 @@
 #include <vector>
 
 #include "cachet/clock.hpp"
+#include "cachet/detail/deadline_timer.hpp"
 #include "cachet/detail/guarded_loader.hpp"
 #include "cachet/detail/saturate.hpp"
 #include "cachet/executor.hpp"
@@ -133,6 +139,13 @@ class read_through {
     // one reload of the key on the executor; until that lands, reads keep getting the value. In
     // (0, ttl), ttl finite; 0 = off. A failed reload keeps the value (refresh_failures).
     std::chrono::nanoseconds refresh_after_write{0};
+    // How long a caller waits for a load another caller (or the executor) runs before it gets
+    // load_timeout_error and stops waiting; the load goes on, and what it loads is still cached
+    // unless an invalidate() came in between. Real time (steady_clock), not the cache's clock.
+    // Applies to get() and get_all() followers and to every get_async / get_co waiter of a miss; a
+    // caller that runs the load itself (a get() that leads, or get_async on the inline executor)
+    // waits for it. Counted in stats().loads.timeouts. 0 = wait without limit.
+    std::chrono::nanoseconds load_timeout{0};
   };
 
   // `ex` runs the background refreshes (refresh_after_write, refresh()); see executor.hpp.
@@ -142,6 +155,7 @@ class read_through {
         loader_(std::forward<Loader>(loader)),  // Loader may be a reference type
         clock_(clock),
         store_(inner_options(opts_), clock),
+        core_(typename guarded_loader_type::flights_type::options{opts_.load_timeout}),
         rng_(opts_.seed != 0 ? opts_.seed : detail::process_seed()),
         executor_(std::move(ex)) {}
 
@@ -177,7 +191,7 @@ class read_through {
         }
       }
       if (refresh_lead_ != 0 && now >= e->expiry_ns - refresh_lead_) {
-        schedule_refresh(key, e->expiry_ns);
+        schedule_refresh(key, e->expiry_ns, &background_refreshes_);
       }
       return std::move(e->value);
     }
@@ -200,6 +214,131 @@ class read_through {
       stale_if_error_serves_.fetch_add(1, std::memory_order_relaxed);
       return std::move(e->value);
     }
+  }
+
+  // get() that parks no thread: `done(std::optional<V> value, std::exception_ptr error)` runs
+  // exactly once with the answer (error null), or with the load's exception (value empty).
+  //   - A fresh hit, a cached absence, or a stale value within stale_while_revalidate answers at
+  //     once, on this thread, before get_async returns; an XFetch draw, refresh_after_write or the
+  //     stale value's reload is queued on the executor (once per key), never run here.
+  //   - A miss joins the key's load in flight (another get_async's, or a get()'s), or queues a
+  //     new one on the executor; `done` then runs on the thread that completes the load, with no
+  //     lock held. With stale_if_error, a failed load within that bound answers with the stale
+  //     value, as get() does.
+  // So with the default inline_executor a miss loads on this thread before get_async returns, as
+  // get() would; give the cache a pool (executor.hpp) for loads that never run on the caller. A
+  // load the executor refuses or destroys unrun answers with its exception, or
+  // load_dropped_error. Consistency is get()'s: a get_async that starts after invalidate()
+  // returned never gets the row it replaced. `done` must not throw (std::terminate) and should
+  // be quick: it runs on a loader's thread. Throws only std::bad_alloc, and then `done` is not
+  // called.
+  template <class Done>
+  requires std::invocable<Done&, std::optional<mapped_type>, std::exception_ptr>
+  void get_async(const key_type& key, Done done) {
+    std::optional<entry> e = store_.get(key);
+    if (e && !e->value) {
+      negative_hits_.fetch_add(1, std::memory_order_relaxed);
+      done(std::optional<mapped_type>(), std::exception_ptr());
+      return;
+    }
+    const std::int64_t now = clock_.now().count();
+    if (e && now < e->expiry_ns) {  // fresh
+      hits_.fetch_add(1, std::memory_order_relaxed);
+      if (opts_.xfetch_beta > 0.0 &&
+          xfetch::should_refresh(e->expiry_ns - now, e->delta_ns, opts_.xfetch_beta,
+                                 [&] { return uniform(); })) {
+        schedule_refresh(key, e->expiry_ns, &early_refreshes_);
+      } else if (refresh_lead_ != 0 && now >= e->expiry_ns - refresh_lead_) {
+        schedule_refresh(key, e->expiry_ns, &background_refreshes_);
+      }
+      done(std::move(e->value), std::exception_ptr());
+      return;
+    }
+    if (e && now < detail::saturating_add(e->expiry_ns, opts_.stale_while_revalidate.count())) {
+      stale_serves_.fetch_add(1, std::memory_order_relaxed);
+      schedule_refresh(key, e->expiry_ns, nullptr);
+      done(std::move(e->value), std::exception_ptr());
+      return;
+    }
+    misses_.fetch_add(1, std::memory_order_relaxed);
+    std::optional<mapped_type> stale;  // served if the load fails, under stale_if_error
+    if (e && now < detail::saturating_add(e->expiry_ns, opts_.stale_if_error.count())) {
+      stale = std::move(e->value);
+    }
+    // With a load_timeout, the answer and the timer race for `done`: the first one calls it.
+    std::shared_ptr<async_waiter<Done>> timed;
+    if (opts_.load_timeout.count() != 0) {
+      timed = std::make_shared<async_waiter<Done>>(std::move(done));
+    }
+    auto answer = [this, timed,
+                   done = timed ? std::optional<Done>() : std::optional<Done>(std::move(done)),
+                   stale = std::move(stale)](
+                      const std::shared_future<std::optional<mapped_type>>& result) mutable {
+      std::optional<mapped_type> v;
+      std::exception_ptr error;
+      try {
+        v = result.get();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      if (error && stale) {
+        stale_if_error_serves_.fetch_add(1, std::memory_order_relaxed);
+        v = std::move(stale);
+        error = nullptr;
+      }
+      if (timed) {
+        if (!timed->answered.exchange(true, std::memory_order_acq_rel)) {
+          timed->done(std::move(v), std::move(error));
+        }
+      } else {
+        (*done)(std::move(v), std::move(error));
+      }
+    };
+    core_.load_async(
+        key, [this, key] { return fresh_now(key); }, [this, key] { return fill(key); },
+        [this, &key](task t) {
+          submit(key, false, [t = std::move(t)](const key_type&) mutable { t(); });
+        },
+        std::move(answer));
+    if (timed && !timed->answered.load(std::memory_order_acquire)) {
+      // Still waiting: arm the timeout. If that fails, the waiter just waits without one.
+      try {
+        timer_.at(detail::saturating_after(std::chrono::steady_clock::now(), opts_.load_timeout),
+                  task([this, timed] {
+                    if (timed->answered.exchange(true, std::memory_order_acq_rel)) return;
+                    async_timeouts_.fetch_add(1, std::memory_order_relaxed);
+                    timed->done(std::optional<mapped_type>(),
+                                std::make_exception_ptr(load_timeout_error()));
+                  }));
+      } catch (...) {
+      }
+    }
+  }
+
+  // get_async() as a future: ready with the answer, or holding the load's exception.
+  std::future<std::optional<mapped_type>> get_async(const key_type& key) {
+    auto p = std::make_shared<std::promise<std::optional<mapped_type>>>();
+    std::future<std::optional<mapped_type>> answer = p->get_future();
+    get_async(key, [p](std::optional<mapped_type> v, std::exception_ptr error) {
+      if (error) {
+        p->set_exception(std::move(error));
+      } else {
+        p->set_value(std::move(v));
+      }
+    });
+    return answer;
+  }
+
+  // get_async() for C++20 coroutines, with any coroutine type whose promise does not restrict
+  // co_await: `std::optional<V> v = co_await cache.get_co(key);` (rethrows the load's exception).
+  // A coroutine that misses is suspended, not blocked, until the load completes; it then resumes
+  // on the thread that completed the load, or, with get_co(key, resume_on), through the executor
+  // `resume_on` (an event loop's post, say), which is handed a task that resumes it. A hit does
+  // not suspend at all. The awaiter holds a copy of the key; co_await it once.
+  auto get_co(const key_type& key) { return awaiter<inline_executor>(this, key, {}); }
+  template <cachet::executor ResumeOn>
+  auto get_co(const key_type& key, ResumeOn resume_on) {
+    return awaiter<ResumeOn>(this, key, std::move(resume_on));
   }
 
   // One answer per key of `keys`, in order, as get() would give for each (std::nullopt: no such
@@ -300,6 +439,8 @@ class read_through {
   std::size_t size() const noexcept { return store_.size(); }
 
   read_through_stats stats() const noexcept {
+    single_flight_stats loads = core_.stats();
+    loads.timeouts += async_timeouts_.load(std::memory_order_relaxed);
     return {hits_.load(std::memory_order_relaxed),
             misses_.load(std::memory_order_relaxed),
             negative_hits_.load(std::memory_order_relaxed),
@@ -307,7 +448,7 @@ class read_through {
             refresh_failures_.load(std::memory_order_relaxed),
             stale_serves_.load(std::memory_order_relaxed),
             stale_if_error_serves_.load(std::memory_order_relaxed),
-            core_.stats(),
+            loads,
             background_refreshes_.load(std::memory_order_relaxed)};
   }
 
@@ -347,6 +488,9 @@ class read_through {
       throw invalid_option("refresh_after_write",
                            "must be 0 (off) or in (0, ttl) with a finite ttl: the age at which a "
                            "read queues a reload");
+    }
+    if (o.load_timeout < std::chrono::nanoseconds::zero()) {
+      throw invalid_option("load_timeout", "is negative: must be >= 0 (0 = wait without limit)");
     }
     if (!(o.xfetch_beta >= 0.0 && std::isfinite(o.xfetch_beta))) {
       throw invalid_option("xfetch_beta",
@@ -499,6 +643,72 @@ class read_through {
     return out;
   }
 
+  // A get_async caller's `done` with a load_timeout: called once, by the answer or the timer.
+  template <class Done>
+  struct async_waiter {
+    explicit async_waiter(Done d) : done(std::move(d)) {}
+    Done done;
+    std::atomic<bool> answered{false};
+  };
+
+  // ---- coroutines (get_co)
+
+  // What get_co() returns. The result and a one-shot flag live in the awaiter (the coroutine's
+  // frame): get_async's callback and await_suspend each set the flag, and whichever comes second
+  // goes on: the callback resumes the coroutine if await_suspend had returned already, and
+  // await_suspend does not suspend if the answer came first (a hit, or a load that finished at
+  // once).
+  template <class ResumeOn>
+  class awaiter {
+   public:
+    awaiter(read_through* cache, const key_type& key, ResumeOn resume_on)
+        : cache_(cache), key_(key), resume_on_(std::move(resume_on)) {}
+    awaiter(const awaiter&) = delete;
+    awaiter& operator=(const awaiter&) = delete;
+
+    bool await_ready() const noexcept { return false; }
+
+    bool await_suspend(std::coroutine_handle<> h) {
+      cache_->get_async(key_, [this, h](std::optional<mapped_type> v, std::exception_ptr error) {
+        value_ = std::move(v);
+        error_ = std::move(error);
+        if (arrived_.exchange(true, std::memory_order_acq_rel)) resume(h);
+      });
+      // Not to be touched after this exchange if it suspends: the callback may resume (and end)
+      // the coroutine on another thread at once.
+      return !arrived_.exchange(true, std::memory_order_acq_rel);
+    }
+
+    std::optional<mapped_type> await_resume() {
+      if (error_) std::rethrow_exception(error_);
+      return std::move(value_);
+    }
+
+   private:
+    // Resumes `h` through resume_on; if that fails (it refuses the task, or std::bad_alloc),
+    // resumes it here rather than lose it.
+    void resume(std::coroutine_handle<> h) noexcept {
+      if constexpr (std::is_same_v<ResumeOn, inline_executor>) {
+        h.resume();
+      } else {
+        bool posted = false;
+        try {
+          resume_on_(task([h] { h.resume(); }));
+          posted = true;
+        } catch (...) {
+        }
+        if (!posted) h.resume();
+      }
+    }
+
+    read_through* cache_;
+    key_type key_;
+    ResumeOn resume_on_;
+    std::optional<mapped_type> value_;
+    std::exception_ptr error_;
+    std::atomic<bool> arrived_{false};
+  };
+
   // ---- background work (refresh_after_write, refresh())
 
   // Gives the executor a task that runs work(key). Counted in tasks_out_ until the task has run or
@@ -538,12 +748,14 @@ class read_through {
     if (--tasks_out_ == 0) tasks_done_.notify_all();
   }
 
-  // refresh_after_write: the value that expires at `seen_expiry` is old enough; queue one reload of
-  // the key (none while one is queued or running). A refusing executor counts a failure.
-  void schedule_refresh(const key_type& key, std::int64_t seen_expiry) {
+  // refresh_after_write (and get_async's refreshes): the value that expires at `seen_expiry` is
+  // due for a reload; queue one (none while one is queued or running for the key), counted in
+  // `*ran` when it runs. A refusing executor counts a failure.
+  void schedule_refresh(const key_type& key, std::int64_t seen_expiry,
+                        std::atomic<std::uint64_t>* ran) {
     try {
-      submit(key, true, [this, seen_expiry](const key_type& k) {
-        refresh_seen(k, entry{std::nullopt, seen_expiry, 0}, &background_refreshes_);
+      submit(key, true, [this, seen_expiry, ran](const key_type& k) {
+        refresh_seen(k, entry{std::nullopt, seen_expiry, 0}, ran);
       });
     } catch (...) {  // the executor refused it, or std::bad_alloc: the read still succeeds
       refresh_failures_.fetch_add(1, std::memory_order_relaxed);
@@ -576,6 +788,10 @@ class read_through {
   std::condition_variable tasks_done_;
   std::size_t tasks_out_ = 0;  // tasks given to the executor, not yet run or destroyed
   absl::flat_hash_set<key_type, typename Store::hasher, typename Store::key_equal> queued_;
+  std::atomic<std::uint64_t> async_timeouts_{0};  // get_async waiters that hit load_timeout
+  // Fires get_async's load_timeout (its thread starts on first use). Last, so it is destroyed
+  // first: its tasks refer to this cache.
+  detail::deadline_timer timer_;
 };
 
 }  // namespace cachet

@@ -14,7 +14,9 @@
 // load_all() waits at most that long in all, however many keys it follows). detach() lets a writer
 // cut a key's flight loose so later callers load afresh. load_all()
 // publishes the results of the keys it leads before it waits for any other thread's load, so two
-// overlapping batches cannot wait for each other.
+// overlapping batches cannot wait for each other. load_async() parks no thread: it joins a flight
+// with a continuation, or starts one on an executor, and the continuation runs on the thread that
+// completes the flight.
 //
 // Exception safety: load() rethrows the load's exception to the leader and every follower of that
 // flight: the same exception object, shared through std::exception_ptr. (ThreadSanitizer cannot see
@@ -62,6 +64,7 @@
 
 #include "cachet/detail/latency_histogram.hpp"
 #include "cachet/detail/saturate.hpp"
+#include "cachet/executor.hpp"
 #include "cachet/hash.hpp"
 #include "cachet/options.hpp"
 
@@ -79,6 +82,14 @@ class load_timeout_error : public std::runtime_error {
  public:
   load_timeout_error()
       : std::runtime_error("cachet: timed out waiting for another thread's load of this key") {}
+};
+
+// An executor destroyed the task of a load_async() flight without running it; the flight's waiters
+// get this instead of an answer.
+class load_dropped_error : public std::runtime_error {
+ public:
+  load_dropped_error()
+      : std::runtime_error("cachet: the executor destroyed a load task without running it") {}
 };
 
 struct single_flight_stats {
@@ -221,7 +232,8 @@ class single_flight {
       shard& s = shard_for(keys[b.first]);
       std::lock_guard<std::mutex> g(s.mu);
       auto it = s.flights.find(keys[b.first]);
-      if (it != s.flights.end() && it->second->leader == std::this_thread::get_id()) {
+      if (it != s.flights.end() &&
+          it->second->leader.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
         throw recursive_load_error();
       }
     }
@@ -250,6 +262,54 @@ class single_flight {
     }
     for (std::size_t i = 0; i < keys.size(); ++i) out[i] = slots[slot_of[i]].f->result.get();
     return out;
+  }
+
+  // load() that parks no thread: `then(result)` runs once with the flight's outcome, a
+  // `const std::shared_future<std::optional<V>>&` that is ready (get() gives the answer or
+  // rethrows the load's exception). If a load of `key` is in flight, the call joins it (counted in
+  // `coalesced`) and `then` runs when it completes; otherwise the caller leads a new flight and
+  // hands `start` (called with a cachet::task, like an executor) the task that runs it: `current`,
+  // then `load` if current() had no answer, exactly as load() runs them, on whatever thread the
+  // task runs on. `current` and `load` are moved into the task; they must own what they use.
+  //
+  // `then` runs on the thread that completes the flight (the task's thread, or the thread of a
+  // load() that leads it), or at once on the calling thread if the flight is already complete,
+  // with no lock of this object held; it must not throw (std::terminate). If `start` throws (an
+  // executor refusing the task), `then` gets that exception, like every other waiter of the
+  // flight, and the flight is retired; if the task is destroyed unrun, they get
+  // load_dropped_error. Throws only std::bad_alloc (and what Hash or KeyEqual throw), and then
+  // `then` is not called. Followers of the flight that call load() block as usual; a loader that
+  // load()s its own key on the task's thread gets recursive_load_error.
+  template <class Current, class F, class Start, class Then>
+  void load_async(const K& key, Current current, F load, Start&& start, Then then) {
+    shard& s = shard_for(key);
+    auto st = std::make_shared<async_lead>();
+    bool leader = false;
+    const std::shared_ptr<flight> f = join_or_start(s, key, st->promise, leader, std::thread::id{});
+    if (!leader) {
+      coalesced_.fetch_add(1, std::memory_order_relaxed);
+      when_done(*f, waiter(f, std::move(then)));
+      return;
+    }
+    try {
+      when_done(*f, waiter(f, std::move(then)));
+    } catch (...) {  // std::bad_alloc: settle the flight for its other waiters, then report it
+      settle_unrun(s, key, f, *st, std::current_exception());
+      throw;
+    }
+    // From here on `then` is registered: whatever happens reaches it through the flight.
+    try {
+      std::forward<Start>(start)(task(
+          async_runner<Current, F>{this, &s, key, f, st, std::move(current), std::move(load)}));
+    } catch (...) {  // refused: unless the task ran already, its waiters get the reason
+      if (st->move(phase::starting, phase::claimed) || st->move(phase::orphaned, phase::claimed)) {
+        settle_unrun(s, key, f, *st, std::current_exception());
+      }
+      return;
+    }
+    if (!st->move(phase::starting, phase::started) && st->move(phase::orphaned, phase::claimed)) {
+      settle_unrun(s, key, f, *st, std::make_exception_ptr(load_dropped_error()));
+    }
   }
 
   // Detaches the load of `key` in flight, if any: it runs on and answers the callers that joined
@@ -297,10 +357,31 @@ class single_flight {
 
  private:
   struct flight {
-    explicit flight(std::shared_future<std::optional<V>> r)
-        : result(std::move(r)), leader(std::this_thread::get_id()) {}
+    flight(std::shared_future<std::optional<V>> r, std::thread::id l)
+        : result(std::move(r)), leader(l) {}
     std::shared_future<std::optional<V>> result;
-    std::thread::id leader;
+    // The thread running the load (for recursive_load_error); none yet for a load_async() flight
+    // whose task has not started.
+    std::atomic<std::thread::id> leader;
+    // load_async()'s waiters, run once `result` is ready (done), by the thread that completed it.
+    std::mutex mu;
+    bool done = false;
+    std::vector<task> waiters;
+  };
+
+  // A load_async() leader's promise, settled once: by the task when it runs, or by whoever finds
+  // the task refused or destroyed unrun. `phase` decides who: while `start` runs (starting), a
+  // task destroyed unrun only marks itself orphaned, and load_async() settles the flight with
+  // the executor's exception if `start` threw, load_dropped_error if it returned; after `start`
+  // returned (started), the task's destructor settles it. Running the task claims it from either.
+  enum class phase : int { starting, started, claimed, orphaned };
+  struct async_lead {
+    std::promise<std::optional<V>> promise;
+    std::atomic<phase> at{phase::starting};
+    // Moves `at` from `from` to `to`; false if it is elsewhere.
+    bool move(phase from, phase to) noexcept {
+      return at.compare_exchange_strong(from, to, std::memory_order_acq_rel);
+    }
   };
 
   struct alignas(64) shard {
@@ -327,12 +408,13 @@ class single_flight {
   // The flight for `key`: an existing one, or a new one led by the caller (leader = true) whose
   // result comes from `promise`.
   std::shared_ptr<flight> join_or_start(shard& s, const K& key,
-                                        std::promise<std::optional<V>>& promise, bool& leader) {
+                                        std::promise<std::optional<V>>& promise, bool& leader,
+                                        std::thread::id leader_id = std::this_thread::get_id()) {
     std::lock_guard<std::mutex> g(s.mu);
     auto [it, inserted] = s.flights.try_emplace(key);
     if (inserted) {
       try {
-        it->second = std::make_shared<flight>(promise.get_future().share());
+        it->second = std::make_shared<flight>(promise.get_future().share(), leader_id);
       } catch (...) {
         s.flights.erase(it);
         throw;
@@ -343,6 +425,86 @@ class single_flight {
     }
     return it->second;
   }
+
+  // Runs `w` once `f` is complete: now if it is, else when it completes (release_waiters()).
+  static void when_done(flight& f, task w) {
+    {
+      std::lock_guard<std::mutex> g(f.mu);
+      if (!f.done) {
+        f.waiters.push_back(std::move(w));
+        return;
+      }
+    }
+    w();
+  }
+
+  // Marks `f` complete and runs its load_async() waiters, with no lock held. Called once per
+  // flight, after its result is ready and the flight is retired.
+  static void release_waiters(flight& f) noexcept {
+    std::vector<task> ws;
+    {
+      std::lock_guard<std::mutex> g(f.mu);
+      f.done = true;
+      ws.swap(f.waiters);
+    }
+    for (task& w : ws) w();
+  }
+
+  template <class Then>
+  static task waiter(const std::shared_ptr<flight>& f, Then then) {
+    return task([result = f->result, then = std::move(then)]() mutable { then(result); });
+  }
+
+  // Settles a load_async() flight whose task did not run (refused or destroyed): its waiters get
+  // `error`. The caller has claimed it (async_lead::phase).
+  void settle_unrun(shard& s, const K& key, const std::shared_ptr<flight>& f, async_lead& st,
+                    std::exception_ptr error) noexcept {
+    st.promise.set_exception(std::move(error));
+    retire(s, key, f);
+    release_waiters(*f);
+  }
+
+  // The task load_async() hands its `start`: leads the flight when run; settles it with
+  // load_dropped_error when destroyed unrun.
+  template <class Current, class F>
+  struct async_runner {
+    single_flight* self;
+    shard* s;
+    K key;
+    std::shared_ptr<flight> f;
+    std::shared_ptr<async_lead> st;
+    Current current;
+    F load;
+
+    async_runner(single_flight* sf, shard* sh, const K& k, std::shared_ptr<flight> fl,
+                 std::shared_ptr<async_lead> a, Current c, F l)
+        : self(sf),
+          s(sh),
+          key(k),
+          f(std::move(fl)),
+          st(std::move(a)),
+          current(std::move(c)),
+          load(std::move(l)) {}
+    async_runner(async_runner&&) noexcept = default;
+    async_runner& operator=(async_runner&&) = delete;
+    ~async_runner() {
+      if (!st || st->move(phase::starting, phase::orphaned)) return;  // load_async() settles it
+      if (st->move(phase::started, phase::claimed)) {
+        self->settle_unrun(*s, key, f, *st, std::make_exception_ptr(load_dropped_error()));
+      }
+    }
+
+    void operator()() {
+      const std::shared_ptr<async_lead> a = std::move(st);  // run once; no settling on destruction
+      if (!a->move(phase::starting, phase::claimed) && !a->move(phase::started, phase::claimed)) {
+        return;
+      }
+      f->leader.store(std::this_thread::get_id(), std::memory_order_relaxed);
+      if (self->lead_unless_answered(*s, key, f, a->promise, current, load) == led::answered) {
+        self->answered_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+  };
 
   // The `current` of load() and try_lead() without one: never an answer, always load.
   static constexpr auto no_answer = [] { return std::optional<std::optional<V>>(); };
@@ -363,11 +525,13 @@ class single_flight {
     } catch (...) {
       promise.set_exception(std::current_exception());
       retire(s, key, f);
+      release_waiters(*f);
       return led::check_threw;
     }
     if (answer) {
       promise.set_value(std::move(*answer));
       retire(s, key, f);
+      release_waiters(*f);
       return led::answered;
     }
     lead(s, key, f, promise, std::forward<F>(load));
@@ -389,6 +553,7 @@ class single_flight {
     }
     record_load(start, failed);
     retire(s, key, f);
+    release_waiters(*f);
   }
 
   // load_all()'s leader part: loads the keys of the led slots in one `bulk` call with no lock held,
@@ -451,6 +616,7 @@ class single_flight {
         b.done = true;
       }
       retire(shard_for(keys[b.first]), keys[b.first], b.f);
+      release_waiters(*b.f);
     }
   }
 
@@ -482,7 +648,9 @@ class single_flight {
   // Waits, as a follower, until `f` has its result (recursive_load_error if this thread leads it;
   // load_timeout_error once `deadline` has passed).
   void await_flight(flight& f, std::optional<std::chrono::steady_clock::time_point> deadline) {
-    if (f.leader == std::this_thread::get_id()) throw recursive_load_error();
+    if (f.leader.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+      throw recursive_load_error();
+    }
     coalesced_.fetch_add(1, std::memory_order_relaxed);
     if (deadline && f.result.wait_until(*deadline) != std::future_status::ready) {
       timeouts_.fetch_add(1, std::memory_order_relaxed);

@@ -102,6 +102,12 @@ class guarded_loader {
     return flights_.load(key, std::forward<Current>(current), std::forward<Load>(load));
   }
 
+  // A load that parks no thread (see single_flight::load_async).
+  template <class Current, class Load, class Start, class Then>
+  void load_async(const K& key, Current current, Load load, Start&& start, Then then) {
+    flights_.load_async(key, std::move(current), std::move(load), std::forward<Start>(start),
+                        std::move(then));
+  }
   // A refresh nobody waits for (see single_flight::try_lead with a `current`).
   template <class Current, class Load>
   bool try_lead(const K& key, Current&& current, Load&& load) {
