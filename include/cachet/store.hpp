@@ -82,6 +82,18 @@ concept store_members = requires(S& s, const S& cs, const K& key, K k, V v,
 template <class S>
 concept store = store_types<S> && clock<typename S::clock_type> && store_members<S>;
 
+// A store that can also insert a key only where it has none, atomically with every other writer
+// of the key: put_if_absent(key, value) -> std::optional<V>, nullopt if it wrote, else the value
+// it holds. sharded_store does it under its shard lock; redis_store with SET NX GET, across
+// processes. (Not a requirement of the patterns; for code that needs a first writer to win.)
+template <class S>
+concept put_if_absent_store = store<S> &&
+    requires(S& s, typename S::key_type k, typename S::mapped_type v) {
+  {
+    s.put_if_absent(std::move(k), std::move(v))
+    } -> std::same_as<std::optional<typename S::mapped_type>>;
+};
+
 // A static_assert per missing piece, for a clear error where a pattern is instantiated.
 template <class S>
 constexpr bool check_store() {

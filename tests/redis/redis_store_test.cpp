@@ -1,6 +1,7 @@
 // cachet/redis/redis_store.hpp, data path: the Store concept, options, round trips (binary-safe),
 // TTLs as sent, key prefixes, SELECT, AUTH, put_if and its exclusion against erase, MGET and the
-// pipelined put_all, and values that do not decode. Each test runs its own redis-server.
+// pipelined put_all, values that do not decode, and the atomic put_if_absent (SET NX GET) and
+// replace (a compare-and-set script). Each test runs its own redis-server.
 #include <atomic>
 #include <cachet/cachet.hpp>
 #include <cachet/redis/redis_store.hpp>
@@ -9,6 +10,7 @@
 #include <cstdint>
 #include <future>
 #include <latch>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -325,6 +327,133 @@ TEST_CASE("redis_store: a value that does not decode is a miss, counted and dele
   }
   CHECK(s.stats().breaker == cachet::breaker_state::closed);
 }
+
+TEST_CASE("redis_store: put_if_absent is SET NX GET", "[redis]") {
+  redis_server server;
+  string_store s(opts_for(server));
+  CHECK(s.put_if_absent("k", "first") == std::nullopt);  // inserted
+  CHECK(s.get("k") == "first");
+  CHECK(server.raw({"PTTL", "t:k"}).integer == -1);  // the default TTL: none
+  CHECK(s.put_if_absent("k", "second") == "first");  // present: unchanged, its value returned
+  CHECK(s.get("k") == "first");
+  CHECK(s.put_if_absent("t", "v", 5s) == std::nullopt);
+  CHECK(server.raw({"PTTL", "t:t"}).integer > 0);
+  CHECK(s.stats().hits == 2);  // put_if_absent's answer is not a hit
+
+  SECTION("a value that does not decode is deleted, not returned") {
+    server.raw({"LPUSH", "t:l", "x"});
+    CHECK(s.put_if_absent("l", "v") == std::nullopt);
+    CHECK(s.stats().decode_failures == 1);
+    CHECK(server.raw({"EXISTS", "t:l"}).integer == 0);
+    CHECK_FALSE(s.contains("l"));  // nothing was written: contains() tells it from an insert
+  }
+  SECTION("Redis down: nothing written, nullopt") {
+    server.kill();
+    CHECK(s.put_if_absent("n", "v") == std::nullopt);
+    CHECK_FALSE(s.contains("n"));
+  }
+  SECTION("one winner among threads, across two stores (processes alike)") {
+    string_store other(opts_for(server));
+    std::vector<std::optional<std::string>> got(8);
+    std::latch go(8);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 8; ++i) {
+      threads.emplace_back([&, i] {
+        go.arrive_and_wait();
+        got[i] = (i % 2 == 0 ? s : other).put_if_absent("race", std::to_string(i));
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    int winners = 0;
+    const std::optional<std::string> stored = s.get("race");
+    REQUIRE(stored);
+    for (int i = 0; i < 8; ++i) {
+      if (!got[i]) {
+        ++winners;
+        CHECK(*stored == std::to_string(i));
+      } else {
+        CHECK(got[i] == stored);
+      }
+    }
+    CHECK(winners == 1);
+  }
+}
+
+TEST_CASE("redis_store: replace is a compare-and-set in one script", "[redis]") {
+  redis_server server;
+  string_store s(opts_for(server));
+  CHECK_FALSE(s.replace("k", "a", "b"));  // absent
+  CHECK_FALSE(s.contains("k"));
+  s.put("k", "a");
+  CHECK_FALSE(s.replace("k", "x", "b"));  // not what it holds
+  CHECK(s.get("k") == "a");
+  CHECK(s.replace("k", "a", "b"));
+  CHECK(s.get("k") == "b");
+
+  SECTION("with a default TTL, the new value gets it") {
+    cachet::redis_options o = opts_for(server);
+    o.default_ttl = 5s;
+    string_store ttl_store(o);
+    CHECK(ttl_store.replace("k", "b", "c"));
+    CHECK(server.raw({"PTTL", "t:k"}).integer > 0);
+  }
+  SECTION("no lost update: threads of two stores increment one counter by compare-and-set") {
+    string_store other(opts_for(server));
+    s.put("n", "0");
+    std::latch go(4);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        string_store& mine = t % 2 == 0 ? s : other;
+        go.arrive_and_wait();
+        for (int i = 0; i < 50; ++i) {
+          for (int tries = 0; tries < 100'000; ++tries) {  // bounded
+            const std::optional<std::string> v = mine.get("n");
+            if (v && mine.replace("n", *v, std::to_string(std::stoi(*v) + 1))) break;
+          }
+        }
+      });
+    }
+    for (std::thread& th : threads) th.join();
+    CHECK(s.get("n") == "200");
+  }
+}
+
+// An erase refused by the open breaker leaves the old value in Redis as a pending invalidation;
+// put_if_absent and replace must not take that value for the key's current one. (The breaker
+// runs on a manual clock.)
+TEST_CASE("redis_store: put_if_absent and replace see through a pending invalidation", "[redis]") {
+  redis_server server;
+  cachet::redis_options o = opts_for(server);
+  o.command_timeout = 100ms;
+  o.breaker.failures_to_open = 1;
+  o.breaker.open_for = 10s;
+  cachet::manual_clock clock;
+  cachet::redis_store<std::string, std::string, cachet::string_codec, cachet::string_codec,
+                      cachet::manual_clock>
+      s(o, clock);
+  REQUIRE(s.put("k", "old") == cachet::put_result::inserted);
+  server.pause();
+  CHECK_FALSE(s.get("other"));  // times out: the breaker opens
+  server.resume();
+  REQUIRE(s.stats().breaker == cachet::breaker_state::open);
+  CHECK_FALSE(s.erase("k"));  // refused by the breaker: nothing sent
+  REQUIRE(s.stats().pending_invalidations == 1);
+  REQUIRE(server.raw({"EXISTS", "t:k"}).integer == 1);  // the removed value is still in Redis
+  clock.advance(10s);                                   // the next command is the breaker's probe
+  SECTION("put_if_absent deletes it first, then inserts") {
+    CHECK(s.put_if_absent("k", "new") == std::nullopt);
+    CHECK(s.get("k") == "new");
+  }
+  SECTION("replace of the removed value fails") {
+    CHECK_FALSE(s.replace("k", "old", "new"));
+    CHECK_FALSE(s.get("k"));
+  }
+  CHECK(s.stats().pending_invalidations == 0);
+}
+
+static_assert(cachet::put_if_absent_store<string_store>);
+static_assert(cachet::put_if_absent_store<cachet::sharded_store<std::string, std::string>>);
 
 TEST_CASE("redis_store: concurrent callers share the pool", "[redis]") {
   redis_server server;

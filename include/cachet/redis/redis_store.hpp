@@ -206,6 +206,36 @@ class redis_store {
                  detail::checked_ttl(ttl, "redis_store::put_if"), still_valid, true);
   }
 
+  // SET key value [PX ms] NX GET (Redis 7.0+), under the key's stripe mutex: writes `value` if
+  // Redis holds nothing under the key and returns nullopt; otherwise writes nothing and returns the
+  // value Redis holds (not counted as a hit), as sharded_store::put_if_absent does, atomically
+  // across every process that uses the server. nullopt also when nothing could be written: Redis
+  // is unreachable or the breaker is open (counted as errors), the key is a pending invalidation
+  // that cannot be deleted yet (the value there is one this process meant to remove), or Redis
+  // holds something that does not decode (counted in decode_failures and deleted, as get() does).
+  // contains() tells those apart from an insert. A write whose answer is lost (a timeout) may or
+  // may not have landed; either way nothing this process meant to remove is left readable, so it
+  // adds no pending invalidation (unlike put()). `ttl` as in put().
+  std::optional<V> put_if_absent(K key, V value) {
+    return write_absent(redis_key(key), encode_value(value), default_ttl());
+  }
+  template <class Rep, class Period>
+  std::optional<V> put_if_absent(K key, V value, std::chrono::duration<Rep, Period> ttl) {
+    return write_absent(redis_key(key), encode_value(value),
+                        detail::checked_ttl(ttl, "redis_store::put_if_absent"));
+  }
+
+  // Compare-and-set in one script (EVAL) under the key's stripe mutex: if Redis holds `expected`
+  // under the key (compared as encoded bytes), writes `desired` with the default TTL and returns
+  // true; otherwise writes nothing and returns false, as sharded_store::replace does, atomically
+  // across processes. false also when Redis is unreachable (after a timeout the script may or may
+  // not have run: `desired` or `expected` is there, nothing older) or the key is a pending
+  // invalidation that cannot be deleted yet.
+  bool replace(const K& key, const V& expected, V desired) {
+    return compare_and_set(redis_key(key), encode_value(expected), encode_value(desired),
+                           default_ttl());
+  }
+
   // For a layer that loads a value outside the patterns and writes it here itself (lease_loader):
   // write_mark(key) before it reads the origin, put_unless_written(key, value, mark) after. The
   // second is put(key, value) unless a put(), put_all() or erase() of a key in `key`'s stripe came
@@ -729,6 +759,74 @@ class redis_store {
     lock.unlock();
     drain(a);
     return result;
+  }
+
+  // put_if_absent(): see there.
+  std::optional<V> write_absent(std::string rk, std::string value, std::chrono::nanoseconds ttl) {
+    if (pending_.contains(rk)) retry_pending(rk);
+    std::optional<V> existing;
+    std::unique_lock<std::mutex> lock(stripe(rk));
+    if (pending_.contains(rk)) return existing;  // its DEL has not succeeded yet
+    ++stripe_writes_[stripe_index(rk)];
+    const std::string px = px_of(ttl);
+    bool garbage = false;
+    attempt a(*this, rk);
+    if (a) {
+      const detail::redis_result r =
+          px.empty()
+              ? a.command({"SET", std::string_view(rk), std::string_view(value), "NX", "GET"})
+              : a.command({"SET", std::string_view(rk), std::string_view(value), "PX",
+                           std::string_view(px), "NX", "GET"});
+      if (r.ok()) {
+        a.succeed();
+        if (r.reply->type == REDIS_REPLY_STRING) {
+          existing = ValueCodec::decode(std::string_view(r.reply->str, r.reply->len));
+          garbage = !existing;
+        } else if (r.reply->type != REDIS_REPLY_NIL) {
+          garbage = true;
+        }
+      } else if (r.failure == detail::redis_failure::server) {
+        garbage = std::string_view(r.reply->str, r.reply->len).starts_with("WRONGTYPE");
+        garbage ? a.succeed() : a.server_error();
+      }
+      if (garbage) {
+        counters_.decode_failures.fetch_add(1, std::memory_order_relaxed);
+        if (a) a.command({"DEL", std::string_view(rk)});
+      }
+    }
+    lock.unlock();
+    drain(a);
+    return existing;
+  }
+
+  // replace(): GET and compare and SET in one script, so no other client's write comes between.
+  bool compare_and_set(std::string rk, std::string expected, std::string desired,
+                       std::chrono::nanoseconds ttl) {
+    static constexpr std::string_view script =
+        "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+        "if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2]) "
+        "else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end return 1";
+    if (pending_.contains(rk)) retry_pending(rk);
+    std::unique_lock<std::mutex> lock(stripe(rk));
+    if (pending_.contains(rk)) return false;
+    ++stripe_writes_[stripe_index(rk)];
+    const std::string px = px_of(ttl);
+    bool replaced = false;
+    attempt a(*this, rk);
+    if (a) {
+      const detail::redis_result r =
+          a.command({"EVAL", script, "1", std::string_view(rk), std::string_view(expected),
+                     std::string_view(desired), std::string_view(px)});
+      if (r.ok()) {
+        a.succeed();
+        replaced = r.reply->type == REDIS_REPLY_INTEGER && r.reply->integer == 1;
+      } else if (r.failure == detail::redis_failure::server) {
+        a.server_error();
+      }
+    }
+    lock.unlock();
+    drain(a);
+    return replaced;
   }
 
   std::vector<put_result> write_all(std::span<const std::pair<K, V>> items,
