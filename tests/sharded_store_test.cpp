@@ -188,3 +188,133 @@ TEMPLATE_TEST_CASE("store: TTL jitter shortens TTLs within the fraction", "[stor
   clock.advance(seconds(25));
   REQUIRE(live() == 0);  // none outlives its TTL
 }
+
+// ---- hottest() / coldest(): the eviction order, quiet
+
+#define CACHET_ORDERED_BACKENDS                                                             \
+  cachet::lru, cachet::lfu, cachet::fifo, cachet::sieve, cachet::s3fifo, cachet::w_tinylfu, \
+      cachet::w_tinylfu_adaptive
+
+namespace {
+template <class P>
+using ordered_store = cachet::sharded_store<int, int, P, cachet::manual_clock>;
+
+std::vector<int> keys_of(const std::vector<std::pair<int, int>>& entries) {
+  std::vector<int> keys;
+  for (const auto& [k, v] : entries) {
+    CHECK(v == k * 10);  // the value that goes with the key
+    keys.push_back(k);
+  }
+  return keys;
+}
+}  // namespace
+
+TEST_CASE("coldest / hottest: the policy's order, exactly, with one shard", "[store][order]") {
+  cachet::manual_clock clock;
+  const auto fill = [](auto& s) {
+    for (int k = 1; k <= 5; ++k) s.put(k, k * 10);
+  };
+  SECTION("lru: least recent first") {
+    ordered_store<cachet::lru> s({.max_entries = 5, .shards = 1}, clock);
+    fill(s);
+    s.get(2);
+    s.get(4);
+    CHECK(keys_of(s.coldest(10)) == std::vector<int>{1, 3, 5, 2, 4});
+    CHECK(keys_of(s.hottest(2)) == std::vector<int>{4, 2});
+  }
+  SECTION("fifo: oldest insert first, reads do not count") {
+    ordered_store<cachet::fifo> s({.max_entries = 5, .shards = 1}, clock);
+    fill(s);
+    s.get(2);
+    CHECK(keys_of(s.coldest(5)) == std::vector<int>{1, 2, 3, 4, 5});
+  }
+  SECTION("lfu: lowest count first, least recent first within a count") {
+    ordered_store<cachet::lfu> s({.max_entries = 5, .shards = 1}, clock);
+    fill(s);
+    for (int i = 0; i < 3; ++i) s.get(3);
+    s.get(1);
+    s.get(5);
+    CHECK(keys_of(s.coldest(5)) == std::vector<int>{2, 4, 1, 5, 3});
+  }
+  SECTION("sieve: unvisited from the hand, then visited") {
+    ordered_store<cachet::sieve> s({.max_entries = 5, .shards = 1}, clock);
+    fill(s);
+    s.get(2);
+    s.get(4);
+    CHECK(keys_of(s.coldest(5)) == std::vector<int>{1, 3, 5, 2, 4});
+    s.put(6, 60);  // evicts 1; the hand stays where it stopped
+    CHECK_FALSE(s.contains(1));
+    CHECK(keys_of(s.coldest(5)) == std::vector<int>{3, 5, 6, 2, 4});
+    CHECK(keys_of(s.hottest(5)) == std::vector<int>{4, 2, 6, 5, 3});
+  }
+}
+
+TEMPLATE_TEST_CASE("coldest / hottest: reverse of each other, quiet, and coldest goes first",
+                   "[store][order]", CACHET_ORDERED_BACKENDS) {
+  cachet::manual_clock clock;
+  ordered_store<TestType> s({.max_entries = 64, .shards = 1}, clock);
+  for (int k = 0; k < 160; ++k) {  // evictions fill every queue (s3fifo's main, w_tinylfu's)
+    s.put(k, k * 10);
+    s.get((k * 7) % 160);
+    s.get(k / 2);
+  }
+  const auto hits = s.stats().hits;
+  const std::vector<int> cold = keys_of(s.coldest(64));
+  std::vector<int> hot = keys_of(s.hottest(64));
+  CHECK(s.stats().hits == hits);  // quiet: nothing counted
+  REQUIRE(cold.size() == 64);
+  CHECK(std::set<int>(cold.begin(), cold.end()).size() == 64);
+  std::reverse(hot.begin(), hot.end());
+  CHECK(cold == hot);
+  CHECK(keys_of(s.coldest(64)) == cold);  // and nothing moved
+  CHECK(keys_of(s.coldest(3)) == std::vector<int>(cold.begin(), cold.begin() + 3));
+  CHECK(s.coldest(0).empty());
+  if constexpr (std::is_same_v<TestType, cachet::lru> || std::is_same_v<TestType, cachet::fifo> ||
+                std::is_same_v<TestType, cachet::lfu> || std::is_same_v<TestType, cachet::sieve>) {
+    // For these the order is the eviction order itself: a new key evicts coldest().front().
+    s.put(1000, 10000);
+    CHECK_FALSE(s.contains(cold.front()));
+    CHECK(s.size() == 64);
+  }
+}
+
+TEMPLATE_TEST_CASE("coldest / hottest: shards interleaved, expired and pinned entries left out",
+                   "[store][order]", CACHET_ORDERED_BACKENDS) {
+  cachet::manual_clock clock;
+  ordered_store<TestType> s({.max_entries = 400, .shards = 4}, clock);
+  for (int k = 0; k < 100; ++k) s.put(k, k * 10);
+  s.put(500, 5000, seconds(1));
+  REQUIRE(s.pin(7));
+  clock.advance(seconds(2));  // 500 expires, not yet reclaimed
+  const std::vector<int> all = keys_of(s.coldest(1000));
+  CHECK(all.size() == 99);  // not 500 (expired), not 7 (pinned)
+  const std::set<int> distinct(all.begin(), all.end());
+  CHECK(distinct.size() == 99);
+  CHECK_FALSE(distinct.contains(500));
+  CHECK_FALSE(distinct.contains(7));
+  CHECK(s.hottest(10).size() == 10);
+  CHECK(keys_of(s.coldest(4)) == std::vector<int>(all.begin(), all.begin() + 4));
+}
+
+TEST_CASE("coldest: the shards interleaved rank by rank", "[store][order]") {
+  // fifo keeps each shard in insertion order; keys go in ascending, so each shard's order is its
+  // keys ascending. for_each walks the shards one after another, each in slab order (ascending
+  // here too), so a descent in its sequence is where the next shard starts.
+  cachet::manual_clock clock;
+  ordered_store<cachet::fifo> s({.max_entries = 400, .shards = 4}, clock);
+  for (int k = 0; k < 100; ++k) s.put(k, k * 10);
+  std::vector<std::vector<int>> shards(1);
+  s.for_each([&](int k, int) {
+    if (!shards.back().empty() && k < shards.back().back()) shards.emplace_back();
+    shards.back().push_back(k);
+  });
+  REQUIRE(shards.size() == 4);
+  std::vector<int> expected;
+  for (std::size_t rank = 0; expected.size() < 100; ++rank) {
+    for (const std::vector<int>& sh : shards) {
+      if (rank < sh.size()) expected.push_back(sh[rank]);
+    }
+  }
+  CHECK(keys_of(s.coldest(100)) == expected);
+  CHECK(keys_of(s.coldest(6)) == std::vector<int>(expected.begin(), expected.begin() + 6));
+}

@@ -39,6 +39,11 @@
 //                                  the order follows the entries' deadlines: then a read that
 //                                  moves a deadline (expire_after_access, an expiry_policy)
 //                                  calls on_update(i) after on_access(i).
+//       walk(coldest_first, f)     calls f(i) -> bool for each entry in eviction order (coldest
+//                                  first) or its reverse while f returns true; may reorder
+//                                  nothing visible (it may apply buffered hits). What
+//                                  sharded_store::coldest() / hottest() walk; without it they do
+//                                  not compile.
 //
 // How the policies still to come fit this contract:
 //   - SIEVE (Zhang et al., NSDI'24): hook = {link, visited bit}; on_access sets the bit (the only

@@ -683,6 +683,20 @@ class sharded_store {
     }
   }
 
+  // Up to `n` live entries as (key, value) copies, in the policy's eviction order: coldest(n)
+  // the ones it would evict first first, hottest(n) the ones it would keep longest first. For
+  // lru, fifo, lfu, sieve, s3fifo, w_tinylfu and w_tinylfu_adaptive (each policy's walk() says
+  // how exact its order is: s3fifo and w_tinylfu give their queues' order, which eviction
+  // refines with second chances and frequency duels); random, ttl and no_eviction keep no such
+  // order and do not compile with these. Each shard has its own order and no order spans shards:
+  // the result interleaves the shards rank by rank (each shard's coldest, then each shard's
+  // second coldest, ...), so with one shard it is the policy's order exactly. Pinned entries are
+  // outside the order and not listed. Quiet: no hit is counted and no entry moves. Locks each
+  // shard in turn (weakly consistent across shards), copying keys and values under its lock;
+  // allocates the result. Throws std::bad_alloc and what K's or V's copy throws.
+  std::vector<std::pair<K, V>> coldest(std::size_t n) { return in_order(n, true); }
+  std::vector<std::pair<K, V>> hottest(std::size_t n) { return in_order(n, false); }
+
   // Reclaims every expired entry now (listener cause `expired`). Locks each shard in turn for a
   // pass over its slab. Returns how many entries it reclaimed. If the listener throws, every shard
   // is still swept, later listener calls are skipped, and the first exception is rethrown at the
@@ -821,6 +835,10 @@ class sharded_store {
     { p.admit(h, v) } -> std::convertible_to<bool>;
   };
   static constexpr bool k_has_reserve = requires(policy_type & p) { p.reserve(); };
+  // The policy keeps an eviction order that hottest() / coldest() can walk.
+  static constexpr bool k_has_order = requires(policy_type & p) {
+    p.walk(true, [](detail::index_t) { return true; });
+  };
   static constexpr bool k_has_set_capacity = requires(policy_type & p, std::size_t c) {
     p.set_capacity(c);
   };
@@ -1588,6 +1606,38 @@ class sharded_store {
 
   // Copies up to k_snapshot_batch live entries of shard s from slot `pos` on into `batch`; advances
   // pos. Returns false once the shard's slab is exhausted.
+  // coldest() / hottest(): up to n entries of each shard in its order, interleaved rank by rank.
+  std::vector<std::pair<K, V>> in_order(std::size_t n, bool coldest_first) {
+    static_assert(k_has_order,
+                  "cachet::sharded_store: hottest() and coldest() need a policy that keeps an "
+                  "eviction order (lru, fifo, lfu, sieve, s3fifo, w_tinylfu, w_tinylfu_adaptive); "
+                  "random, ttl and no_eviction do not");
+    std::vector<std::pair<K, V>> out;
+    if (n == 0) return out;
+    std::vector<std::vector<std::pair<K, V>>> per(shard_count_);
+    std::size_t total = 0;
+    for (std::size_t k = 0; k < shard_count_; ++k) {
+      shard& sh = shards_[k];
+      std::vector<std::pair<K, V>>& mine = per[k];
+      const std::int64_t t = now();
+      std::lock_guard<detail::spin_mutex> g(sh.mu);
+      sh.policy.walk(coldest_first, [&](detail::index_t i) {
+        const auto& nd = sh.nodes[i];
+        if (nd.deadline != detail::k_never && nd.deadline <= t) return true;  // expired
+        mine.emplace_back(nd.key, nd.value);
+        return mine.size() < n;
+      });
+      total += mine.size();
+    }
+    out.reserve(std::min(n, total));
+    for (std::size_t rank = 0; out.size() < n && out.size() < total; ++rank) {
+      for (std::size_t k = 0; k < shard_count_ && out.size() < n; ++k) {
+        if (rank < per[k].size()) out.push_back(std::move(per[k][rank]));
+      }
+    }
+    return out;
+  }
+
   bool snapshot(shard& s, detail::index_t& pos, std::vector<snapshot_entry>& batch) {
     batch.clear();
     const std::int64_t t = now();

@@ -230,6 +230,18 @@ class index_list {
   std::size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return head_ == npos; }
 
+  // Calls f(i) for each entry from the tail to the head (tail_first) or from the head to the tail,
+  // while f returns true. Returns false if f stopped the walk. (For hottest() / coldest().)
+  template <class Nodes, class F>
+  bool walk(Nodes& n, bool tail_first, F&& f) const {
+    for (index_t i = tail_first ? tail_ : head_; i != npos;) {
+      const index_t next = tail_first ? n.hook(i).ln.prev : n.hook(i).ln.next;
+      if (!f(i)) return false;
+      i = next;
+    }
+    return true;
+  }
+
  private:
   index_t head_ = npos;
   index_t tail_ = npos;

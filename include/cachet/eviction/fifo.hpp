@@ -29,6 +29,12 @@ struct fifo {
     void on_remove(detail::index_t i) noexcept { list_.remove(*n_, i); }
     detail::index_t victim() noexcept { return list_.tail(); }
     void clear() noexcept { list_ = {}; }
+    // The eviction order (coldest first: oldest insert first) or its reverse, for hottest() /
+    // coldest(): f(i) per entry while it returns true.
+    template <class F>
+    void walk(bool coldest_first, F&& f) {
+      list_.walk(*n_, coldest_first, f);
+    }
 
    private:
     Nodes* n_;

@@ -88,6 +88,16 @@ struct lfu {
       }
       return detail::npos;
     }
+    // The eviction order (coldest first: lowest count first, least recent first within a count)
+    // or its reverse, for hottest() / coldest(): f(i) per entry while it returns true.
+    template <class F>
+    void walk(bool coldest_first, F&& f) {
+      drain();
+      for (std::uint32_t k = 0; k <= k_max_freq; ++k) {
+        const std::uint32_t b = coldest_first ? k : k_max_freq - k;
+        if (!buckets_[b].walk(*n_, coldest_first, f)) return;
+      }
+    }
     void clear() noexcept {
       buckets_ = {};
       nonempty_ = {};

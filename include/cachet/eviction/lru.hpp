@@ -62,6 +62,13 @@ struct lru {
       list_ = {};
       pending_count_ = 0;
     }
+    // The eviction order (coldest first: least recent first) or its reverse, for hottest() /
+    // coldest(): f(i) per entry while it returns true.
+    template <class F>
+    void walk(bool coldest_first, F&& f) {
+      drain();
+      list_.walk(*n_, coldest_first, f);
+    }
 
    private:
     // Applies the buffered hits as if each had moved its entry to the front when it happened: the

@@ -325,6 +325,19 @@ struct s3fifo_policy {
         main_.move_to_front(*n_, t);
       }
     }
+    // Queue order, coldest first: the small queue from its tail, then the main queue from its tail
+    // (or the reverse), for hottest() / coldest(): f(i) per entry while it returns true. It does
+    // not replay the second chances eviction gives (a small-queue entry seen again moves to main;
+    // a main entry seen again goes round once more), so it is the order of the queues, not exactly
+    // the order of eviction.
+    template <class F>
+    void walk(bool coldest_first, F&& f) {
+      if (coldest_first) {
+        if (small_.walk(*n_, true, f)) main_.walk(*n_, true, f);
+      } else {
+        if (main_.walk(*n_, false, f)) small_.walk(*n_, false, f);
+      }
+    }
     void clear() noexcept {
       small_ = {};
       main_ = {};

@@ -71,8 +71,41 @@ struct sieve {
       list_ = {};
       hand_ = detail::npos;
     }
+    // The eviction order if nothing else happened (coldest first) or its reverse, for hottest() /
+    // coldest(): f(i) per entry while it returns true. The hand evicts the unvisited entries it
+    // meets and clears the others' bits, so the order is the unvisited entries from the hand
+    // toward the head (wrapping to the tail), then the visited ones in the same order.
+    template <class F>
+    void walk(bool coldest_first, F&& f) {
+      if (list_.empty()) return;
+      const detail::index_t start = hand_ != detail::npos ? hand_ : list_.tail();
+      // The hand's cycle, forwards (toward the head, wrapping) or backwards, over entries whose
+      // bit is `bit`.
+      const auto cycle = [&](bool forwards, std::uint8_t bit) {
+        const detail::index_t first = forwards ? start : step(start, false);
+        detail::index_t i = first;
+        do {
+          const detail::index_t next = step(i, forwards);
+          if (n_->hook(i).visited == bit && !f(i)) return false;
+          i = next;
+        } while (i != first);
+        return true;
+      };
+      if (coldest_first) {
+        if (cycle(true, 0)) cycle(true, 1);
+      } else {
+        if (cycle(false, 1)) cycle(false, 0);
+      }
+    }
 
    private:
+    // The hand's next position after `i` (toward the head, wrapping to the tail), or its previous.
+    detail::index_t step(detail::index_t i, bool toward_head) const noexcept {
+      const auto& ln = n_->hook(i).ln;
+      if (toward_head) return ln.prev != detail::npos ? ln.prev : list_.tail();
+      return ln.next != detail::npos ? ln.next : list_.head();
+    }
+
     Nodes* n_;
     detail::index_list list_;
     detail::index_t hand_ = detail::npos;

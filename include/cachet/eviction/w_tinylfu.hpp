@@ -294,6 +294,25 @@ struct basic_w_tinylfu {
       return v;
     }
 
+    // Coldest first: probation (main's victims come from there) from its least recent end, then
+    // the window from its least recent end (its candidates), then protected from its least recent
+    // end; or the reverse. For hottest() / coldest(): f(i) per entry while it returns true. Which
+    // of a window candidate and main's victim goes first is the frequency duel's call at eviction
+    // time, so this is the order of the queues, not exactly the order of eviction.
+    template <class F>
+    void walk(bool coldest_first, F&& f) {
+      drain();
+      if (coldest_first) {
+        if (probation_.walk(*n_, true, f) && window_.walk(*n_, true, f)) {
+          protected_.walk(*n_, true, f);
+        }
+      } else {
+        if (protected_.walk(*n_, false, f) && window_.walk(*n_, false, f)) {
+          probation_.walk(*n_, false, f);
+        }
+      }
+    }
+
     void clear() noexcept {
       pending_count_ = 0;
       window_ = {};
