@@ -1,6 +1,7 @@
 // Tests for cachet/detail/latency_histogram.hpp: the bucket layout, the documented error bound
 // against exact nearest-rank percentiles of a seeded sample, and the edge cases.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cachet/detail/latency_histogram.hpp>
 #include <catch2/catch.hpp>
@@ -127,4 +128,25 @@ TEST_CASE("latency_histogram: records from many threads are all counted", "[late
   for (auto& th : threads) th.join();
   REQUIRE(h.count() == std::uint64_t{k_threads} * k_each);
   REQUIRE(p50_seen.load() <= 4000 + k_each + (4000 + k_each) / 16);
+}
+
+TEST_CASE("latency_histogram: cumulative counts under Prometheus-style bounds", "[histogram]") {
+  latency_histogram h;
+  const std::array<std::uint64_t, 3> bounds = {1'000, 10'000, 100'000};
+  std::array<std::uint64_t, 3> le{};
+  CHECK(h.cumulative(bounds, le) == 0);
+  CHECK(le == std::array<std::uint64_t, 3>{0, 0, 0});
+  h.record(5);        // exact bucket
+  h.record(900);      // its bucket is [896, 927]: under 1,000
+  h.record(995);      // its bucket is [992, 1,023], past 1,000: counted under 10,000, not 1,000
+  h.record(50'000);   // under 100,000
+  h.record(200'000);  // above every bound: only in the total (+Inf)
+  CHECK(h.cumulative(bounds, le) == 5);
+  CHECK(le == std::array<std::uint64_t, 3>{2, 3, 4});
+  // The rule, value by value: counted under b exactly when its bucket's upper bound is <= b.
+  for (std::uint64_t v : {5u, 900u, 995u, 50'000u, 200'000u}) {
+    const std::uint64_t top = latency_histogram::highest_of(latency_histogram::index_of(v));
+    CHECK(top >= v);
+    CHECK(top - v <= v / 16);
+  }
 }

@@ -137,7 +137,11 @@ TEST_CASE("metrics: patterns add their loads; read_through and tiered_store thei
   CHECK(has_line(text, "cachet_stale_serves_total{cache=\"rt\",reason=\"error\"} 0"));
   CHECK(has_line(text, "cachet_tier_reads_total{cache=\"tier\",result=\"l1_hit\"} 1"));
   CHECK(has_line(text, "cachet_tier_reads_total{cache=\"tier\",result=\"miss\"} 1"));
-  CHECK(count_lines(text, "# TYPE cachet_load_duration_seconds summary") == 1);
+  CHECK(count_lines(text, "# TYPE cachet_load_duration_seconds histogram") == 1);
+  CHECK(has_line(text, "cachet_load_duration_seconds_bucket{cache=\"aside\",le=\"+Inf\"} 2"));
+  CHECK(has_line(text, "cachet_load_duration_seconds_bucket{cache=\"aside\",le=\"10.000000\"} 2"));
+  CHECK(count_lines(text, "cachet_load_duration_seconds_bucket{cache=\"aside\",le=") == 20);
+  CHECK(count_lines(text, "# TYPE cachet_load_duration_p99_seconds gauge") == 1);
   CHECK(has_line(text, "cachet_origin_admitted_total{cache=\"db\"} 1"));
   CHECK(has_line(text, "cachet_origin_shed_total{cache=\"db\",reason=\"queue_full\"} 1"));
   CHECK(has_line(text, "cachet_batches_total{cache=\"batcher\",closed_by=\"max_batch\"} 2"));
@@ -161,7 +165,7 @@ TEST_CASE("metrics: the hottest keys of a tracker or a tracked_store, as valid t
   users.put(std::string("alice"), 1);
   for (int i = 0; i < 3; ++i) users.get(std::string("alice"));
   users.get(std::string("bob \"b\"\n"));  // quotes escaped; the newline becomes \x0a
-  users.get(std::string("\x01\xff", 2));   // bytes that are not printable ASCII
+  users.get(std::string("\x01\xff", 2));  // bytes that are not printable ASCII
   cachet::hot_key_tracker<int> ids({.sample_every = 1});
   for (int i = 0; i < 12; ++i) ids.record(i % 3 == 0 ? 7 : 100 + i);
 
@@ -171,7 +175,8 @@ TEST_CASE("metrics: the hottest keys of a tracker or a tracked_store, as valid t
   const std::string text = m.prometheus_text();
   INFO(text);
   CHECK(has_line(text, "cachet_hot_key_share{cache=\"users\",key=\"alice\"} 0.600000"));
-  CHECK(has_line(text, "cachet_hot_key_share{cache=\"users\",key=\"bob \\\"b\\\"\\\\x0a\"} 0.200000"));
+  CHECK(has_line(text,
+                 "cachet_hot_key_share{cache=\"users\",key=\"bob \\\"b\\\"\\\\x0a\"} 0.200000"));
   CHECK(has_line(text, "cachet_hot_key_share{cache=\"users\",key=\"\\\\x01\\\\xff\"} 0.200000"));
   CHECK(has_line(text, "cachet_hot_key_sampled_reads_total{cache=\"users\"} 5"));
   CHECK(has_line(text, "cachet_requests_total{cache=\"users\",result=\"hit\"} 3"));  // its store

@@ -15,7 +15,7 @@
 //   sharded_store, and the store of a cache_aside: requests by result, puts by result, removals
 //     by cause, entries, weight;
 //   cache_aside (load_stats()): loads, load failures, coalesced loads, follower timeouts, load
-//     duration as a summary (p50, p99, sum, count);
+//     duration as a histogram (10 us to 10 s) and its p50 and p99 as gauges;
 //   read_through: its requests (hit, miss, negative hit), early refreshes, refresh failures, stale
 //     serves by reason, and its loads;
 //   write_back: writes, coalesced writes, the dirty backlog, flushes, batches, flush failures,
@@ -40,6 +40,7 @@
 // std::bad_alloc; the registry is unchanged then. prometheus_text() throws std::bad_alloc.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -88,6 +89,27 @@ class metrics_sink {
                         number(static_cast<double>(p50_nanos) * 1e-9));
     f.samples.push_back(std::string(family) + "{" + base + ",quantile=\"0.99\"} " +
                         number(static_cast<double>(p99_nanos) * 1e-9));
+    f.samples.push_back(std::string(family) + "_sum{" + base + "} " +
+                        number(static_cast<double>(sum_nanos) * 1e-9));
+    f.samples.push_back(std::string(family) + "_count{" + base + "} " + std::to_string(count));
+  }
+
+  // A histogram of durations: le_counts[j] (cumulative) durations of at most bounds_nanos[j], of
+  // `count` in all (the +Inf bucket and _count), summing to sum_nanos; in seconds.
+  template <std::size_t N>
+  void histogram(std::string_view family, std::string_view help, std::string_view cache,
+                 const std::array<std::uint64_t, N>& bounds_nanos,
+                 const std::array<std::uint64_t, N>& le_counts, std::uint64_t sum_nanos,
+                 std::uint64_t count) {
+    family_type& f = find(family, help, "histogram");
+    const std::string base = labels_of(cache, {});
+    for (std::size_t j = 0; j < N; ++j) {
+      f.samples.push_back(std::string(family) + "_bucket{" + base + ",le=\"" +
+                          number(static_cast<double>(bounds_nanos[j]) * 1e-9) + "\"} " +
+                          std::to_string(le_counts[j]));
+    }
+    f.samples.push_back(std::string(family) + "_bucket{" + base + ",le=\"+Inf\"} " +
+                        std::to_string(count));
     f.samples.push_back(std::string(family) + "_sum{" + base + "} " +
                         number(static_cast<double>(sum_nanos) * 1e-9));
     f.samples.push_back(std::string(family) + "_count{" + base + "} " + std::to_string(count));
@@ -199,10 +221,16 @@ inline void write_metrics(metrics_sink& m, std::string_view cache, const single_
             cache, {}, s.coalesced);
   m.counter("cachet_load_follower_timeouts_total", "Callers that gave up waiting for a load.",
             cache, {}, s.timeouts);
-  m.summary("cachet_load_duration_seconds",
-            "Duration of one origin load (quantiles are histogram bucket bounds, at most 6.25% "
-            "above the true value).",
-            cache, s.load_p50_nanos, s.load_p99_nanos, s.load_nanos, s.loads);
+  m.histogram("cachet_load_duration_seconds",
+              "Duration of one origin load (each rounded up to its internal bucket's bound, at "
+              "most 6.25%, before it is counted under the first le at or above).",
+              cache, load_duration_bounds_ns, s.load_le, s.load_nanos, s.load_histogram_count);
+  m.gauge("cachet_load_duration_p50_seconds",
+          "Median duration of one origin load (an upper bound, at most 6.25% above).", cache, {},
+          static_cast<double>(s.load_p50_nanos) * 1e-9);
+  m.gauge("cachet_load_duration_p99_seconds",
+          "99th percentile duration of one origin load (an upper bound, at most 6.25% above).",
+          cache, {}, static_cast<double>(s.load_p99_nanos) * 1e-9);
 }
 
 inline void write_metrics(metrics_sink& m, std::string_view cache, const read_through_stats& s) {

@@ -92,6 +92,14 @@ class load_dropped_error : public std::runtime_error {
       : std::runtime_error("cachet: the executor destroyed a load task without running it") {}
 };
 
+// The upper bounds, in nanoseconds, of the load-duration histogram in single_flight_stats (and of
+// the Prometheus buckets, in seconds: 10 us to 10 s).
+inline constexpr std::array<std::uint64_t, 19> load_duration_bounds_ns = {
+    10'000,        25'000,        50'000,        100'000,       250'000,
+    500'000,       1'000'000,     2'500'000,     5'000'000,     10'000'000,
+    25'000'000,    50'000'000,    100'000'000,   250'000'000,   500'000'000,
+    1'000'000'000, 2'500'000'000, 5'000'000'000, 10'000'000'000};
+
 struct single_flight_stats {
   std::uint64_t loads = 0;          // loads run (by leaders); a bulk load_all call counts once
   std::uint64_t load_failures = 0;  // loads that threw
@@ -106,6 +114,12 @@ struct single_flight_stats {
   // (current() had it: another thread's load finished just before), so ran no load. With
   // `loads` and `coalesced`, every caller of load() is counted once.
   std::uint64_t answered = 0;
+  // A histogram of load durations: load_le[j] loads took at most load_duration_bounds_ns[j]
+  // (cumulative, each duration rounded up to its bucket's bound: at most 6.25%), of
+  // load_histogram_count in all (the same snapshot; `loads` is read apart and may differ by the
+  // loads finishing meanwhile).
+  std::array<std::uint64_t, load_duration_bounds_ns.size()> load_le{};
+  std::uint64_t load_histogram_count = 0;
 };
 
 template <class K, class V, class Hash = cachet::hash<K>, class KeyEqual = std::equal_to<>>
@@ -345,14 +359,16 @@ class single_flight {
   // A snapshot of the counters (each exact, not atomic together). The percentiles scan the latency
   // histogram's 976 buckets a few times: microseconds, not free; no allocation, no lock.
   single_flight_stats stats() const noexcept {
-    return {loads_.load(std::memory_order_relaxed),
-            load_failures_.load(std::memory_order_relaxed),
-            coalesced_.load(std::memory_order_relaxed),
-            timeouts_.load(std::memory_order_relaxed),
-            load_nanos_.load(std::memory_order_relaxed),
-            latency_.percentile(0.5),
-            latency_.percentile(0.99),
-            answered_.load(std::memory_order_relaxed)};
+    single_flight_stats s{loads_.load(std::memory_order_relaxed),
+                          load_failures_.load(std::memory_order_relaxed),
+                          coalesced_.load(std::memory_order_relaxed),
+                          timeouts_.load(std::memory_order_relaxed),
+                          load_nanos_.load(std::memory_order_relaxed),
+                          latency_.percentile(0.5),
+                          latency_.percentile(0.99),
+                          answered_.load(std::memory_order_relaxed)};
+    s.load_histogram_count = latency_.cumulative(load_duration_bounds_ns, s.load_le);
+    return s;
   }
 
  private:

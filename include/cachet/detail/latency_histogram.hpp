@@ -82,6 +82,26 @@ class latency_histogram {
     return highest_of(last);  // unreachable: counts only grow between the two passes
   }
 
+  // For Prometheus histogram buckets: out[j] = how many recorded durations fall in buckets whose
+  // upper bound is <= bounds[j] (bounds ascending), and the total. A duration is counted under
+  // the first bound at or above its bucket's upper bound, so under a bound b it is never above b
+  // and may be up to 6.25% below b and counted under the next bound instead. One pass over the
+  // buckets; weakly consistent while others record (the total and every out[j] come from the same
+  // reads, so they are consistent with each other).
+  template <std::size_t N>
+  std::uint64_t cumulative(const std::array<std::uint64_t, N>& bounds,
+                           std::array<std::uint64_t, N>& out) const noexcept {
+    out.fill(0);
+    std::uint64_t total = 0;
+    std::size_t j = 0;
+    for (std::size_t i = 0; i < k_buckets; ++i) {
+      while (j < N && highest_of(i) > bounds[j]) out[j++] = total;
+      total += counts_[i].load(std::memory_order_relaxed);
+    }
+    while (j < N) out[j++] = total;
+    return total;
+  }
+
   // The bucket a value falls in.
   static constexpr std::size_t index_of(std::uint64_t v) noexcept {
     if (v < k_exact_below) return static_cast<std::size_t>(v);
