@@ -47,6 +47,7 @@
 #include "cachet/fwd.hpp"
 #include "cachet/hash.hpp"
 #include "cachet/miss_batcher.hpp"
+#include "cachet/namespaces.hpp"
 #include "cachet/options.hpp"
 #include "cachet/origin_limiter.hpp"
 #include "cachet/read_through.hpp"
