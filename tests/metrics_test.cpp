@@ -187,3 +187,23 @@ TEST_CASE("metrics: the hottest keys of a tracker or a tracked_store, as valid t
   CHECK(rc == 0);
   CHECK(out.empty());
 }
+
+TEST_CASE("metrics: the keys a stampede detector flagged, as valid text", "[metrics][hot_keys]") {
+  using store_t = cachet::sharded_store<std::string, int, cachet::lru, cachet::manual_clock>;
+  cachet::manual_clock clock;
+  cachet::tracked_store<store_t> users({.sample_every = 1, .capacity = 16},
+                                       {.window = std::chrono::seconds(1), .threshold = 5},
+                                       store_t::options_type{.max_entries = 64}, clock);
+  for (int i = 0; i < 7; ++i) users.get(std::string("gone"));
+  clock.advance(std::chrono::seconds(1));
+  cachet::metrics_registry m;
+  m.add("users", users);
+  const std::string text = m.prometheus_text();
+  INFO(text);
+  CHECK(has_line(text, "cachet_stampede_key_misses{cache=\"users\",key=\"gone\"} 7.000000"));
+  CHECK(has_line(text, "cachet_stampede_keys_total{cache=\"users\"} 1"));
+  const auto [rc, out] = cachet_test::promtool_check(text);
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(out.empty());
+}

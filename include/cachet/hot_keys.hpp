@@ -39,6 +39,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -226,6 +227,102 @@ class hot_key_tracker {
 
 // Any cachet::store whose get() calls feed a hot_key_tracker; every other member forwards. Meets
 // cachet::store itself, so the patterns run over it (cache_aside<tracked_store<...>>).
+// ---- stampede detection: keys missed too often within a window
+
+struct stampede_options {
+  // The window misses are counted over, > 0 (on the store's clock).
+  std::chrono::nanoseconds window = std::chrono::seconds(1);
+  // A key missed at least this many times within one window is reported, >= 1.
+  std::uint64_t threshold = 100;
+  // The sampling and the top-k behind it (misses are rarer than reads: every one by default).
+  hot_key_options tracking{.sample_every = 1, .capacity = 64};
+};
+
+// Flags the keys behind a stampede: a key whose misses within one window reach a threshold (the
+// origin is being asked for it again and again: an expiry under load, a key nobody can cache, a
+// negative lookup flood). Misses go to a hot_key_tracker (sampled, try_lock, as hot_key_tracker
+// says); when a window ends (checked by the next record_miss or last_window() on the clock), the
+// keys whose guaranteed count (Space-Saving's count - error, times sample_every) reached the
+// threshold become last_window()'s answer and are counted in stampedes(), and the tracker starts
+// over. With sample_every > 1 the estimate is the sampled count scaled up: a key near the
+// threshold may go either way. Thread-safe; record_miss() never blocks or throws.
+template <class K, class Clock, class Hash = cachet::hash<K>, class KeyEqual = std::equal_to<>>
+class stampede_detector {
+ public:
+  struct stampede {
+    K key;
+    std::uint64_t misses;  // estimated misses in the window (a lower bound without sampling)
+  };
+
+  explicit stampede_detector(stampede_options opts = {}, Clock clock = Clock{})
+      : opts_(validated(opts)),
+        tracker_(opts_.tracking),
+        clock_(clock),
+        window_end_(clock_.now().count() + opts_.window.count()) {}
+  stampede_detector(const stampede_detector&) = delete;
+  stampede_detector& operator=(const stampede_detector&) = delete;
+
+  // A miss of `key`.
+  void record_miss(const K& key) noexcept {
+    roll(clock_.now().count());
+    tracker_.record(key);
+  }
+
+  // The keys that reached the threshold in the last window that ended, most missed first.
+  // Throws std::bad_alloc.
+  std::vector<stampede> last_window() {
+    roll(clock_.now().count());
+    std::lock_guard<std::mutex> g(mu_);
+    return last_;
+  }
+  // Keys flagged so far (a key counts once per window it was flagged in).
+  std::uint64_t stampedes() const noexcept { return flagged_.load(std::memory_order_relaxed); }
+  const stampede_options& options() const noexcept { return opts_; }
+
+ private:
+  static stampede_options validated(stampede_options o) {
+    if (o.window <= std::chrono::nanoseconds::zero()) {
+      throw invalid_option("window", "must be positive: the span misses are counted over");
+    }
+    if (o.threshold < 1) {
+      throw invalid_option("threshold", "must be >= 1: misses of one key within a window");
+    }
+    return o;
+  }
+
+  // Closes the window if `now` is past its end: the thread that moves window_end_ on judges it.
+  void roll(std::int64_t now) noexcept {
+    std::int64_t end = window_end_.load(std::memory_order_acquire);
+    if (now < end) return;
+    const std::int64_t w = opts_.window.count();
+    const std::int64_t next = end + ((now - end) / w + 1) * w;
+    if (!window_end_.compare_exchange_strong(end, next, std::memory_order_acq_rel)) return;
+    try {
+      std::vector<stampede> found;
+      for (auto& h : tracker_.hot_keys(opts_.tracking.capacity)) {
+        const std::uint64_t misses = (h.count - h.error) * opts_.tracking.sample_every;
+        if (misses >= opts_.threshold) found.push_back({std::move(h.key), misses});
+      }
+      tracker_.reset();
+      std::sort(found.begin(), found.end(),
+                [](const stampede& a, const stampede& b) { return a.misses > b.misses; });
+      flagged_.fetch_add(found.size(), std::memory_order_relaxed);
+      std::lock_guard<std::mutex> g(mu_);
+      last_ = std::move(found);
+    } catch (...) {  // std::bad_alloc: this window goes unjudged
+      tracker_.reset();
+    }
+  }
+
+  const stampede_options opts_;
+  hot_key_tracker<K, Hash, KeyEqual> tracker_;
+  Clock clock_;
+  std::atomic<std::int64_t> window_end_;
+  std::atomic<std::uint64_t> flagged_{0};
+  std::mutex mu_;
+  std::vector<stampede> last_;  // by mu_
+};
+
 template <class Store>
 class tracked_store {
   static_assert(check_store<Store>());
@@ -240,14 +337,24 @@ class tracked_store {
   template <class V2>
   using rebind_value = tracked_store<typename Store::template rebind_value<V2>>;
 
+  using stampede_detector_type = stampede_detector<key_type, clock_type, hasher, key_equal>;
+
   // Constructs the tracker from `opts` and the store from `args`.
   template <class... Args>
   explicit tracked_store(hot_key_options opts, Args&&... args)
       : tracker_(opts), store_(std::forward<Args>(args)...) {}
+  // The same, and a stampede detector fed every get() that misses, on the store's clock.
+  template <class... Args>
+  tracked_store(hot_key_options opts, stampede_options stampedes, Args&&... args)
+      : tracker_(opts),
+        store_(std::forward<Args>(args)...),
+        stampedes_(std::make_unique<stampede_detector_type>(stampedes, store_.clock())) {}
 
   std::optional<mapped_type> get(const key_type& key) {
     tracker_.record(key);
-    return store_.get(key);
+    std::optional<mapped_type> v = store_.get(key);
+    if (!v && stampedes_) stampedes_->record_miss(key);
+    return v;
   }
   std::optional<mapped_type> peek(const key_type& key) { return store_.peek(key); }
   bool contains(const key_type& key) { return static_cast<bool>(store_.contains(key)); }
@@ -278,12 +385,16 @@ class tracked_store {
 
   tracker_type& tracker() noexcept { return tracker_; }
   const tracker_type& tracker() const noexcept { return tracker_; }
+  // The stampede detector, or null when constructed without stampede_options.
+  stampede_detector_type* stampedes() noexcept { return stampedes_.get(); }
+  const stampede_detector_type* stampedes() const noexcept { return stampedes_.get(); }
   Store& inner() noexcept { return store_; }
   const Store& inner() const noexcept { return store_; }
 
  private:
   tracker_type tracker_;
   Store store_;
+  std::unique_ptr<stampede_detector_type> stampedes_;  // after store_: it copies its clock
 };
 
 }  // namespace cachet

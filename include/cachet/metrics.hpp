@@ -385,6 +385,22 @@ void write_metrics(metrics_sink& m, std::string_view cache, const hot_key_tracke
             "Samples the hot-key tracker dropped (it was busy).", cache, {}, t.dropped());
 }
 
+// The keys a stampede detector flagged in its last window (at most k_exported_hot_keys) and how
+// many it has flagged in all. Judges a window that has ended (see stampede_detector).
+template <class K, class C, class H, class E>
+void write_metrics(metrics_sink& m, std::string_view cache, stampede_detector<K, C, H, E>& d) {
+  const auto flagged = d.last_window();
+  for (std::size_t i = 0; i < flagged.size() && i < k_exported_hot_keys; ++i) {
+    m.gauge("cachet_stampede_key_misses",
+            "Misses of a key that reached the stampede threshold in the last window.", cache,
+            {{"key", detail::hot_key_label(flagged[i].key)}},
+            static_cast<double>(flagged[i].misses));
+  }
+  m.counter("cachet_stampede_keys_total",
+            "Keys that reached the stampede threshold (once per window each).", cache, {},
+            d.stampedes());
+}
+
 namespace detail {
 template <class S>
 concept metrics_hot_key_source = requires(const S& s, metrics_sink& m) {
@@ -471,6 +487,9 @@ class metrics_registry {
     }
     if constexpr (detail::metrics_hot_key_source<Source>) {
       write_metrics(m, cache, std::as_const(source).tracker());
+    }
+    if constexpr (requires { *source.stampedes(); }) {
+      if (auto* d = source.stampedes()) write_metrics(m, cache, *d);
     }
     if constexpr (detail::metrics_load_source<Source>) {
       write_metrics(m, cache, std::as_const(source).load_stats());
