@@ -46,6 +46,55 @@ struct queue_executor {
   }
 };
 
+// `threads` workers run the tasks posted to it, in order; the destructor lets them finish what is
+// queued, then joins them. submitter is its executor.
+class thread_pool {
+ public:
+  explicit thread_pool(int threads) {
+    for (int i = 0; i < threads; ++i) {
+      workers_.emplace_back([this] {
+        for (;;) {
+          cachet::task t;
+          {
+            std::unique_lock<std::mutex> g(mu_);
+            cv_.wait(g, [&] { return stop_ || !q_.empty(); });
+            if (q_.empty()) return;
+            t = std::move(q_.front());
+            q_.pop_front();
+          }
+          t();
+        }
+      });
+    }
+  }
+  ~thread_pool() {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (std::thread& w : workers_) w.join();
+  }
+  void post(cachet::task t) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      q_.push_back(std::move(t));
+    }
+    cv_.notify_one();
+  }
+  struct submitter {
+    thread_pool* pool;
+    void operator()(cachet::task&& t) const { pool->post(std::move(t)); }
+  };
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<cachet::task> q_;
+  bool stop_ = false;
+  std::vector<std::thread> workers_;
+};
+
 // A source whose rows the test changes; counts loads; can be told to fail.
 struct table {
   std::map<int, int> rows;
@@ -237,41 +286,8 @@ TEST_CASE("refresh_after_write: a thread-pool executor; the cache waits for its 
   // One worker thread runs the tasks; readers hammer an old key. The cache is destroyed while
   // reloads may still be queued or running: its destructor waits (ASan / TSan check nothing
   // touches it afterwards).
-  struct pool {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::deque<cachet::task> q;
-    bool stop = false;
-    std::thread worker{[this] {
-      for (;;) {
-        cachet::task t;
-        {
-          std::unique_lock<std::mutex> g(mu);
-          cv.wait(g, [&] { return stop || !q.empty(); });
-          if (q.empty()) return;
-          t = std::move(q.front());
-          q.pop_front();
-        }
-        t();
-      }
-    }};
-    ~pool() {
-      {
-        std::lock_guard<std::mutex> g(mu);
-        stop = true;
-      }
-      cv.notify_all();
-      worker.join();
-    }
-  };
-  pool p;
-  auto submit = [&p](cachet::task&& t) {
-    {
-      std::lock_guard<std::mutex> g(p.mu);
-      p.q.push_back(std::move(t));
-    }
-    p.cv.notify_one();
-  };
+  thread_pool p(1);
+  const thread_pool::submitter submit{&p};
   cachet::manual_clock clock;
   std::atomic<int> loads{0};
   struct counting {
@@ -283,7 +299,7 @@ TEST_CASE("refresh_after_write: a thread-pool executor; the cache waits for its 
   };
   counting src{&loads};
   {
-    using pool_cache = cachet::read_through<store, counting&, decltype(submit)>;
+    using pool_cache = cachet::read_through<store, counting&, thread_pool::submitter>;
     pool_cache c(opts<pool_cache>(), src, clock, submit);
     for (int k = 0; k < 8; ++k) CHECK(c.get(k) == k);
     clock.advance(5s);
@@ -806,48 +822,6 @@ TEST_CASE("get_async / get_co: threads on a pool, every callback once, one load 
   // Four threads each start 500 get_async (and get_co) on 8 keys, loads run on two pool threads,
   // and invalidations run meanwhile. Every callback runs exactly once with the key's row; TSan
   // and ASan watch the flights, the waiters and the coroutine frames.
-  struct pool {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::deque<cachet::task> q;
-    bool stop = false;
-    std::vector<std::thread> workers;
-    pool() {
-      for (int i = 0; i < 2; ++i) {
-        workers.emplace_back([this] {
-          for (;;) {
-            cachet::task t;
-            {
-              std::unique_lock<std::mutex> g(mu);
-              cv.wait(g, [&] { return stop || !q.empty(); });
-              if (q.empty()) return;
-              t = std::move(q.front());
-              q.pop_front();
-            }
-            t();
-          }
-        });
-      }
-    }
-    ~pool() {
-      {
-        std::lock_guard<std::mutex> g(mu);
-        stop = true;
-      }
-      cv.notify_all();
-      for (std::thread& w : workers) w.join();
-    }
-  };
-  struct submit {
-    pool* p;
-    void operator()(cachet::task&& t) const {
-      {
-        std::lock_guard<std::mutex> g(p->mu);
-        p->q.push_back(std::move(t));
-      }
-      p->cv.notify_one();
-    }
-  };
   struct rows {
     std::atomic<int> loads{0};
     std::optional<int> load(const int& k) {
@@ -855,12 +829,13 @@ TEST_CASE("get_async / get_co: threads on a pool, every callback once, one load 
       return k * 10;
     }
   } src;
-  pool workers;
+  thread_pool workers(2);
   std::atomic<int> calls{0}, wrong{0};
   {
-    using pool_cache = cachet::read_through<cachet::sharded_store<int, int>, rows&, submit>;
+    using pool_cache =
+        cachet::read_through<cachet::sharded_store<int, int>, rows&, thread_pool::submitter>;
     pool_cache c({.max_entries = 64, .ttl = cachet::no_expiry, .xfetch_beta = 0.0}, src, {},
-                 submit{&workers});
+                 thread_pool::submitter{&workers});
     auto co_reader = [&](int key) -> detached {
       std::optional<int> v = co_await c.get_co(key);
       if (v != key * 10) wrong.fetch_add(1);

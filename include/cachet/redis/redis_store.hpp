@@ -761,17 +761,30 @@ class redis_store {
     return result;
   }
 
+  // The frame of put_if_absent() and replace(): retries a pending invalidation of the key, then
+  // under its stripe mutex (and not while the invalidation stands: `unanswered` then) counts a
+  // write of the stripe and calls `run(attempt&)` on a healthy attempt; `unanswered` without
+  // one. Drains pending invalidations after.
+  template <class R, class Run>
+  R atomic_write(const std::string& rk, R unanswered, Run run) {
+    if (pending_.contains(rk)) retry_pending(rk);
+    std::unique_lock<std::mutex> lock(stripe(rk));
+    if (pending_.contains(rk)) return unanswered;  // its DEL has not succeeded yet
+    ++stripe_writes_[stripe_index(rk)];
+    R result = unanswered;
+    attempt a(*this, rk);
+    if (a) result = run(a);
+    lock.unlock();
+    drain(a);
+    return result;
+  }
+
   // put_if_absent(): see there.
   std::optional<V> write_absent(std::string rk, std::string value, std::chrono::nanoseconds ttl) {
-    if (pending_.contains(rk)) retry_pending(rk);
-    std::optional<V> existing;
-    std::unique_lock<std::mutex> lock(stripe(rk));
-    if (pending_.contains(rk)) return existing;  // its DEL has not succeeded yet
-    ++stripe_writes_[stripe_index(rk)];
     const std::string px = px_of(ttl);
-    bool garbage = false;
-    attempt a(*this, rk);
-    if (a) {
+    return atomic_write(rk, std::optional<V>(), [&](attempt& a) {
+      std::optional<V> existing;
+      bool garbage = false;
       const detail::redis_result r =
           px.empty()
               ? a.command({"SET", std::string_view(rk), std::string_view(value), "NX", "GET"})
@@ -793,10 +806,8 @@ class redis_store {
         counters_.decode_failures.fetch_add(1, std::memory_order_relaxed);
         if (a) a.command({"DEL", std::string_view(rk)});
       }
-    }
-    lock.unlock();
-    drain(a);
-    return existing;
+      return existing;
+    });
   }
 
   // replace(): GET and compare and SET in one script, so no other client's write comes between.
@@ -806,27 +817,18 @@ class redis_store {
         "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
         "if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2]) "
         "else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end return 1";
-    if (pending_.contains(rk)) retry_pending(rk);
-    std::unique_lock<std::mutex> lock(stripe(rk));
-    if (pending_.contains(rk)) return false;
-    ++stripe_writes_[stripe_index(rk)];
     const std::string px = px_of(ttl);
-    bool replaced = false;
-    attempt a(*this, rk);
-    if (a) {
+    return atomic_write(rk, false, [&](attempt& a) {
       const detail::redis_result r =
           a.command({"EVAL", script, "1", std::string_view(rk), std::string_view(expected),
                      std::string_view(desired), std::string_view(px)});
       if (r.ok()) {
         a.succeed();
-        replaced = r.reply->type == REDIS_REPLY_INTEGER && r.reply->integer == 1;
-      } else if (r.failure == detail::redis_failure::server) {
-        a.server_error();
+        return r.reply->type == REDIS_REPLY_INTEGER && r.reply->integer == 1;
       }
-    }
-    lock.unlock();
-    drain(a);
-    return replaced;
+      if (r.failure == detail::redis_failure::server) a.server_error();
+      return false;
+    });
   }
 
   std::vector<put_result> write_all(std::span<const std::pair<K, V>> items,
