@@ -162,6 +162,13 @@ TEST_CASE("stampedes: options are checked up front", "[hot_keys][stampede][optio
   CHECK(option_of({.threshold = 0}) == "threshold");
   CHECK(option_of({.tracking = {.sample_every = 0}}) == "sample_every");
   CHECK(option_of({}) == "(accepted)");
+  // A window to the end of time saturates instead of overflowing: it never closes.
+  cachet::manual_clock clock(std::chrono::hours(1));
+  cachet::stampede_detector<int, cachet::manual_clock> forever(
+      {.window = std::chrono::nanoseconds::max(), .threshold = 1}, clock);
+  forever.record_miss(1);
+  clock.advance(std::chrono::hours(24 * 365));
+  CHECK(forever.last_window().empty());
 }
 
 TEST_CASE("stampedes: threads miss while windows roll; each window judged once",

@@ -46,6 +46,7 @@
 #include <utility>
 #include <vector>
 
+#include "cachet/detail/saturate.hpp"
 #include "cachet/hash.hpp"
 #include "cachet/options.hpp"
 #include "cachet/store.hpp"
@@ -258,7 +259,7 @@ class stampede_detector {
       : opts_(validated(opts)),
         tracker_(opts_.tracking),
         clock_(clock),
-        window_end_(clock_.now().count() + opts_.window.count()) {}
+        window_end_(detail::saturating_add(clock_.now().count(), opts_.window.count())) {}
   stampede_detector(const stampede_detector&) = delete;
   stampede_detector& operator=(const stampede_detector&) = delete;
 
@@ -295,7 +296,7 @@ class stampede_detector {
     std::int64_t end = window_end_.load(std::memory_order_acquire);
     if (now < end) return;
     const std::int64_t w = opts_.window.count();
-    const std::int64_t next = end + ((now - end) / w + 1) * w;
+    const std::int64_t next = detail::saturating_add(end, ((now - end) / w + 1) * w);
     if (!window_end_.compare_exchange_strong(end, next, std::memory_order_acq_rel)) return;
     try {
       std::vector<stampede> found;
