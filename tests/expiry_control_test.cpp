@@ -402,3 +402,51 @@ TEST_CASE("expire_after_access: concurrent readers and writers of hot keys", "[e
   CHECK(s.stats().expirations == 0);
   for (int k = 0; k < 8; ++k) CHECK(s.expires_in(k) == 10s);
 }
+
+TEST_CASE("age_of: time since the entry's value was last written, with track_age",
+          "[expiry][age]") {
+  cachet::manual_clock clock;
+  using store_t = cachet::sharded_store<int, int, cachet::lru, cachet::manual_clock>;
+  store_t s({.max_entries = 64, .track_age = true}, clock);
+  CHECK_FALSE(s.age_of(1));  // no entry
+  s.put(1, 10);
+  CHECK(s.age_of(1) == 0s);
+  clock.advance(5s);
+  CHECK(s.age_of(1) == 5s);
+  CHECK(s.get(1) == 10);  // reads do not make it younger
+  CHECK(s.put_if_absent(1, 11) == 10);
+  CHECK(s.set_expires_after(1, 1h));
+  clock.advance(1s);
+  CHECK(s.age_of(1) == 6s);
+  s.put(1, 12);  // writes do
+  CHECK(s.age_of(1) == 0s);
+  clock.advance(2s);
+  CHECK(s.replace(1, 12, 13));
+  CHECK(s.age_of(1) == 0s);
+  clock.advance(3s);
+  s.compute(1, [](std::optional<int> v) { return std::optional<int>(*v + 1); });
+  CHECK(s.age_of(1) == 0s);
+  clock.advance(1s);
+  s.put(2, 20, 1s);  // another slot; it expires
+  CHECK(s.age_of(1) == 1s);
+  clock.advance(1s);
+  CHECK_FALSE(s.age_of(2));
+  s.erase(1);
+  s.put(3, 30);  // a new entry in the freed slot starts at 0
+  CHECK(s.age_of(3) == 0s);
+  CHECK_FALSE(s.age_of(1));
+
+  store_t untracked({.max_entries = 8}, clock);
+  CHECK_THROWS_AS(untracked.age_of(1), std::logic_error);
+  const auto option_of = [&](store_t::options_type o) -> std::string {
+    try {
+      store_t t(o, clock);
+    } catch (const cachet::invalid_option& e) {
+      return e.option();
+    }
+    return "(accepted)";
+  };
+  CHECK(option_of({.max_weight = 100,
+                   .weigher = [](const int&, const int&) { return 1u; },
+                   .track_age = true}) == "track_age");
+}

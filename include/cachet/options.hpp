@@ -199,6 +199,11 @@ struct store_options {
   // weight). 0 disables pinning.
   double max_pinned_fraction = 0.1;
 
+  // Remember when each entry was last written, for age_of(key). Costs 8 bytes per entry of
+  // max_entries, allocated at construction (so it needs an entry bound), and a clock read per
+  // write; nothing on the hit path. Off: age_of() throws std::logic_error.
+  bool track_age = false;
+
   // Called after an entry leaves the store, with the key, the value it had and why. Runs on the
   // thread that caused the removal, after the shard lock is released. Within one store operation,
   // removals are reported in the order they happened; across threads there is no ordering.

@@ -300,6 +300,21 @@ class sharded_store {
     return left;
   }
 
+  // How long ago `key`'s live entry was last written (put, or any write that replaced its value),
+  // on the store's clock; nullopt if it has no live entry. A quiet lookup, as expires_in(). Throws
+  // std::logic_error unless the store was built with track_age.
+  template <class Q = K>
+  std::optional<std::chrono::nanoseconds> age_of(const key_arg<Q>& key) {
+    if (!opts_.track_age) {
+      throw std::logic_error("cachet::sharded_store::age_of: build the store with track_age");
+    }
+    std::optional<std::chrono::nanoseconds> age;
+    with_live_entry<Q>(key, [&](shard& s, detail::index_t i) {
+      age = std::chrono::nanoseconds(now() - s.written_at[i]);
+    });
+    return age;
+  }
+
   // Gives `key`'s live entry a new time to live, `ttl` from now (no jitter; cachet::no_expiry:
   // none), keeping its value. Returns whether there was a live entry. A write for the policy (an
   // earliest-deadline policy reorders it) and for compute(), which reruns its function if it
@@ -898,7 +913,8 @@ class sharded_store {
           max_pinned(static_cast<std::size_t>(static_cast<double>(cap) *
                                               owner->opts_.max_pinned_fraction)),
           max_pinned_weight(static_cast<std::uint64_t>(static_cast<double>(max_w) *
-                                                       owner->opts_.max_pinned_fraction)) {}
+                                                       owner->opts_.max_pinned_fraction)),
+          written_at(owner->opts_.track_age ? std::make_unique<std::int64_t[]>(cap) : nullptr) {}
 
     // What a hit touches comes first, on as few cache lines as possible: the lock, the hit and
     // miss counters, the table header. (With many shards, these lines compete for L1.)
@@ -922,6 +938,9 @@ class sharded_store {
     std::uint64_t epoch = 0;  // bumped by clear(): slot indices and stamps restart then
     detail::locked_counter size, weight, inserts, updates, rejections, evictions, expirations,
         removals, cleared;
+    // track_age: when the entry in slot i was last written (slab indices stay below `capacity`
+    // as built); null otherwise.
+    std::unique_ptr<std::int64_t[]> written_at;
   };
 
   struct removed {
@@ -1023,6 +1042,10 @@ class sharded_store {
       throw invalid_option("expire_after_access",
                            "cannot be combined with expiry: an entry has one deadline (let the "
                            "expiry_policy's after_read return the idle timeout)");
+    }
+    if (o.track_age && o.max_entries == 0) {
+      throw invalid_option("track_age",
+                           "needs max_entries: the write times are sized to the entry bound");
     }
   }
 
@@ -1151,6 +1174,7 @@ class sharded_store {
           out.emplace_back(std::move(key), std::move(n.value), removal_cause::replaced);
         const std::int64_t old_deadline = n.deadline;
         n.value = std::move(value);
+        if (s.written_at) s.written_at[i] = now();
         set_deadline(s, n, custom_expiry_ ? written_deadline(n, deadline, old_deadline) : deadline);
         s.weight.sub(n.weight);
         s.weight.add(w);
@@ -1203,6 +1227,7 @@ class sharded_store {
       s.nodes.release(i);
       throw;
     }
+    if (s.written_at) s.written_at[i] = now();
     set_deadline(s, n, custom_expiry_ ? written_deadline(n, deadline, detail::k_free) : deadline);
     s.policy.on_insert(i);
     s.size.add();
