@@ -61,6 +61,22 @@ TEST_CASE("w_tinylfu: sizes its window, protected segment and sketch from the ca
   }
 }
 
+TEST_CASE("w_tinylfu: set_capacity resizes the window and protected targets, not the sketch",
+          "[w_tinylfu][resize]") {
+  // What set_max_entries() tells the policy: the targets follow the new capacity as if the
+  // policy had been built with it; the sketch keeps the size of the ceiling it was built for.
+  using policy = cachet::w_tinylfu::shard_policy<fake_nodes<cachet::w_tinylfu>>;
+  fake_nodes<cachet::w_tinylfu> n;
+  policy p(&n, cachet::policy_init{1000, 1});
+  p.set_capacity(250);
+  CHECK(p.window_max() == 3);
+  CHECK(p.protected_max() == 197);
+  CHECK(p.sketch().bytes() == 8192);
+  p.set_capacity(1000);
+  CHECK(p.window_max() == 10);
+  CHECK(p.protected_max() == 792);
+}
+
 TEST_CASE("w_tinylfu: the window's candidate duels main's victim by frequency", "[w_tinylfu]") {
   cachet::manual_clock clock;
   recorder<int, int> rec;
