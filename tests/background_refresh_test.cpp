@@ -109,6 +109,18 @@ struct table {
   }
 };
 
+// A table whose load runs `during` once, after it has read the row: a write that lands while a
+// load is inside the source.
+struct gated_table {
+  table* t;
+  std::function<void()> during;
+  std::optional<int> load(const int& k) {
+    std::optional<int> v = t->load(k);
+    if (during) std::exchange(during, nullptr)();
+    return v;
+  }
+};
+
 using store = cachet::sharded_store<int, int, cachet::lru, cachet::manual_clock>;
 using cache = cachet::read_through<store, table&, queue_executor>;
 
@@ -176,15 +188,6 @@ TEST_CASE("refresh_after_write: a reload that began before an invalidate() does 
   // The queued reload reads the old row; the row changes and invalidate() runs while the reload is
   // inside its load; what it read must not be cached.
   cachet::manual_clock clock;
-  struct gated_table {
-    table* t;
-    std::function<void()> during;
-    std::optional<int> load(const int& k) {
-      std::optional<int> v = t->load(k);
-      if (during) std::exchange(during, nullptr)();
-      return v;
-    }
-  };
   table db;
   db.rows[1] = 10;
   gated_table gate{&db, nullptr};
@@ -587,15 +590,6 @@ TEST_CASE("get_async: a load that began before an invalidate() is not joined aft
   // The queued load reads the old row; inside it, the row changes, invalidate() runs and a new
   // get_async starts. That one must not be answered from the load that read the old row.
   cachet::manual_clock clock;
-  struct gated_table {
-    table* t;
-    std::function<void()> during;
-    std::optional<int> load(const int& k) {
-      std::optional<int> v = t->load(k);
-      if (during) std::exchange(during, nullptr)();
-      return v;
-    }
-  };
   table db;
   db.rows[1] = 10;
   gated_table gate{&db, nullptr};

@@ -696,6 +696,32 @@ class redis_store {
     return std::to_string(std::max<std::int64_t>(ms, 1));
   }
 
+  // The value in a reply that answers with the key's old value or nil (GET; SET ... GET), settling
+  // the attempt. Garbage under the key (bytes that do not decode, or WRONGTYPE: a list, a
+  // hash...) is counted and DELeted, and read as no value. Any other error reply is the server
+  // refusing (LOADING, a changed ACL...): no value.
+  std::optional<V> value_of(attempt& a, const detail::redis_result& r, std::string_view rk) {
+    std::optional<V> out;
+    bool garbage = false;
+    if (r.ok()) {
+      a.succeed();
+      if (r.reply->type == REDIS_REPLY_STRING) {
+        out = ValueCodec::decode(std::string_view(r.reply->str, r.reply->len));
+        garbage = !out;
+      } else if (r.reply->type != REDIS_REPLY_NIL) {
+        garbage = true;
+      }
+    } else if (r.failure == detail::redis_failure::server) {
+      garbage = std::string_view(r.reply->str, r.reply->len).starts_with("WRONGTYPE");
+      garbage ? a.succeed() : a.server_error();
+    }
+    if (garbage) {
+      counters_.decode_failures.fetch_add(1, std::memory_order_relaxed);
+      if (a) a.command({"DEL", rk});
+    }
+    return out;
+  }
+
   std::optional<V> read(const K& key, bool count) {
     const std::string rk = redis_key(key);
     std::optional<V> out;
@@ -704,26 +730,7 @@ class redis_store {
     } else {
       attempt a(*this, rk);
       if (a) {
-        const detail::redis_result r = a.command({"GET", std::string_view(rk)});
-        bool garbage = false;
-        if (r.ok()) {
-          a.succeed();
-          if (r.reply->type == REDIS_REPLY_STRING) {
-            out = ValueCodec::decode(std::string_view(r.reply->str, r.reply->len));
-            garbage = !out;
-          } else if (r.reply->type != REDIS_REPLY_NIL) {
-            garbage = true;
-          }
-        } else if (r.failure == detail::redis_failure::server) {
-          // WRONGTYPE: the key holds a list, a hash...: garbage under our key. Anything else is
-          // the server refusing (LOADING, a changed ACL...).
-          garbage = std::string_view(r.reply->str, r.reply->len).starts_with("WRONGTYPE");
-          garbage ? a.succeed() : a.server_error();
-        }
-        if (garbage) {
-          counters_.decode_failures.fetch_add(1, std::memory_order_relaxed);
-          if (a) a.command({"DEL", std::string_view(rk)});
-        }
+        out = value_of(a, a.command({"GET", std::string_view(rk)}), rk);
         drain(a);
       }
       // An erase() that failed while our GET was in flight: do not serve what it meant to remove.
@@ -783,30 +790,12 @@ class redis_store {
   std::optional<V> write_absent(std::string rk, std::string value, std::chrono::nanoseconds ttl) {
     const std::string px = px_of(ttl);
     return atomic_write(rk, std::optional<V>(), [&](attempt& a) {
-      std::optional<V> existing;
-      bool garbage = false;
-      const detail::redis_result r =
-          px.empty()
-              ? a.command({"SET", std::string_view(rk), std::string_view(value), "NX", "GET"})
-              : a.command({"SET", std::string_view(rk), std::string_view(value), "PX",
-                           std::string_view(px), "NX", "GET"});
-      if (r.ok()) {
-        a.succeed();
-        if (r.reply->type == REDIS_REPLY_STRING) {
-          existing = ValueCodec::decode(std::string_view(r.reply->str, r.reply->len));
-          garbage = !existing;
-        } else if (r.reply->type != REDIS_REPLY_NIL) {
-          garbage = true;
-        }
-      } else if (r.failure == detail::redis_failure::server) {
-        garbage = std::string_view(r.reply->str, r.reply->len).starts_with("WRONGTYPE");
-        garbage ? a.succeed() : a.server_error();
-      }
-      if (garbage) {
-        counters_.decode_failures.fetch_add(1, std::memory_order_relaxed);
-        if (a) a.command({"DEL", std::string_view(rk)});
-      }
-      return existing;
+      return value_of(a,
+                      px.empty() ? a.command({"SET", std::string_view(rk), std::string_view(value),
+                                              "NX", "GET"})
+                                 : a.command({"SET", std::string_view(rk), std::string_view(value),
+                                              "PX", std::string_view(px), "NX", "GET"}),
+                      rk);
     });
   }
 
