@@ -16,10 +16,10 @@
 //   assert(!products.get(books, "isbn:123"));
 //
 // Guarantee: a get() that starts after bump(ns) returned never sees an entry put under an
-// earlier version, including a put() that was running during the bump (it lands under the old
-// version). Namespaces never interfere: a key of one namespace is never another's. In this
-// process only: other instances learn of a bump through their own (a shared version in Redis is
-// not built).
+// earlier version. A put() running during the bump lands under the version it read: the old one
+// (out of reach at once) or the new one (as if it came after the bump). Namespaces never interfere:
+// a key of one namespace is never another's. In this process only: other instances learn of a bump
+// through their own (a shared version in Redis is not built).
 //
 // Thread safety: every member may be called from any thread. open() takes a mutex (call it once
 // per namespace and keep the handle); get/put/erase add one relaxed atomic load of the version to
