@@ -622,8 +622,12 @@ TEST_CASE("get_async: a synchronous get() waits for a queued load instead of loa
   c.get_async(1, a.callback());
   std::optional<int> got;
   std::thread reader([&] { got = c.get(1); });
-  // The reader joins the queued flight as a follower; bounded wait for it to get there.
-  for (int i = 0; i < 100'000 && c.stats().loads.coalesced == 0; ++i) std::this_thread::yield();
+  // The reader joins the queued flight as a follower: wait (at most a minute, real time, as a
+  // safety net; no timing is asserted) for it to get there.
+  const auto give_up = std::chrono::steady_clock::now() + 60s;
+  while (c.stats().loads.coalesced == 0 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::yield();
+  }
   CHECK(c.stats().loads.coalesced == 1);
   ex.run_all();
   reader.join();
