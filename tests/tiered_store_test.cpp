@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -25,8 +26,9 @@ using namespace std::chrono_literals;
 using plain = cachet::sharded_store<int, int, cachet::lru, cachet::manual_clock>;
 using tiered = cachet::tiered_store<plain, plain>;
 
-// A store that forwards to S; hold(op) makes the next `op` ("get" or "put") block after S answered,
-// until release(). The blocked thread gives up after a minute (the test then fails on its checks).
+// A store that forwards to S; hold(op) makes the next `op` ("get", "peek" or "put") block after S
+// answered, until release(). The blocked thread gives up after a minute (the test then fails on its
+// checks). after_next_get(f) runs f once, after S answered the next get() and before it returns.
 template <class S>
 class held_store {
  public:
@@ -43,10 +45,15 @@ class held_store {
 
   std::optional<mapped_type> get(const key_type& k) {
     auto v = s_.get(k);
+    if (std::function<void()> f = std::exchange(after_get_, nullptr)) f();
     maybe_hold("get");
     return v;
   }
-  std::optional<mapped_type> peek(const key_type& k) { return s_.peek(k); }
+  std::optional<mapped_type> peek(const key_type& k) {
+    auto v = s_.peek(k);
+    maybe_hold("peek");
+    return v;
+  }
   bool contains(const key_type& k) { return s_.contains(k); }
   cachet::put_result put(key_type k, mapped_type v) {
     auto r = s_.put(std::move(k), std::move(v));
@@ -68,9 +75,17 @@ class held_store {
     return s_.put_if(std::move(k), std::move(v), ttl, c);
   }
   bool erase(const key_type& k) { return s_.erase(k); }
+  void clear() { s_.clear(); }  // these two for a held_store as L1
+  template <class P>
+  std::size_t erase_if(P p) {
+    return s_.erase_if(std::move(p));
+  }
   const clock_type& clock() const noexcept { return s_.clock(); }
 
   S& inner() { return s_; }
+
+  // Set before the thread that will call get() starts (it is read without a lock).
+  void after_next_get(std::function<void()> f) { after_get_ = std::move(f); }
 
   void hold(std::string op) {
     std::lock_guard<std::mutex> g(mu_);
@@ -99,6 +114,7 @@ class held_store {
   }
 
   S s_;
+  std::function<void()> after_get_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::string armed_;
@@ -107,6 +123,7 @@ class held_store {
 };
 
 using held_tiered = cachet::tiered_store<plain, held_store<plain>>;
+using held_both = cachet::tiered_store<held_store<plain>, held_store<plain>>;
 
 static_assert(cachet::store<tiered>);
 static_assert(cachet::store<tiered::rebind_value<std::string>>);
@@ -147,7 +164,8 @@ class background {
 // Changes key 1 from 10 to 20 by `op`: a write through the tier, or a write behind its back that
 // the bus reports (invalidate_local, invalidate_local_if, clear_local, suspend_local). Returns
 // what a read that starts afterwards must see.
-std::optional<int> change_key_1(held_tiered& t, const std::string& op) {
+template <class T>
+std::optional<int> change_key_1(T& t, const std::string& op) {
   if (op == "put") {
     t.put(1, 20);
   } else if (op == "put_ttl") {
@@ -464,6 +482,42 @@ TEST_CASE(
   CHECK(first == 10);         // it overlapped the invalidation: the old value is allowed
   CHECK(second == expected);  // it did not: the shared read is refused, L2 read afresh
   CHECK(t.l1().peek(1) != 10);
+  CHECK(t.get(1) == expected);
+}
+
+TEST_CASE(
+    "tiered_store: a read that starts after an invalidation does not take the value a shared "
+    "read found in L1 before it",
+    "[tiered]") {
+  // The leader misses L1; another thread's promotion of the old value lands (after_next_get); the
+  // leader's second look inside the flight finds it there and is held before the flight ends. The
+  // key is invalidated, and a read that starts after that joins the still-open flight: the old
+  // value the leader found in L1 before the invalidation is not an answer for it.
+  const std::string op = GENERATE(as<std::string>{}, "erase", "invalidate_local",
+                                  "invalidate_local_if", "clear_local");
+  CAPTURE(op);
+  cachet::manual_clock clock;
+  held_both t = make<held_both>(clock);
+  t.l2().inner().put(1, 10);
+  t.l1().after_next_get([&t] { t.l1().inner().put(1, 10); });
+  t.l1().hold("peek");
+
+  std::optional<int> first;
+  background leader([&] { first = t.get(1); }, &t.l1());
+  REQUIRE(t.l1().wait_until_held());  // its second look found 10 in L1 and is held
+
+  const std::optional<int> expected = change_key_1(t, op);
+  std::optional<int> second;
+  background follower([&] { second = t.get(1); });
+  REQUIRE(until_followers(t, 1));
+  t.l1().release();
+  leader.join();
+  follower.join();
+
+  CHECK(first == 10);         // it overlapped the invalidation: the old value is allowed
+  CHECK(second == expected);  // it did not
+  CHECK(t.l1().inner().peek(1) != 10);
+  CHECK(t.stats().coalesced == 0);  // the leader answered itself; the follower read afresh
   CHECK(t.get(1) == expected);
 }
 

@@ -69,8 +69,11 @@
 // ticket equals it knows no bump (write, invalidation, clear) came between the two, so any write
 // that returned before the follower started had bumped before the leader's ticket, hence changed
 // L2 before the leader read it: the answer is fresh enough. Otherwise the follower reads L2 itself
-// (as before this existed). An answer from the second look at L1 is always fresh enough: L1 holds
-// nothing older than a completed write. Writes therefore need no detach() of the flight.
+// (as before this existed). An answer from the leader's second look at L1 is not shared: the look
+// may predate an invalidation that returned before a follower started (invalidate_local bumps, then
+// erases, so an unchanged ticket does not prove the look came after the erase). Such a follower
+// looks at L1 again itself, now fresh enough (L1 holds nothing older than a completed write or
+// invalidation), and reads L2 if the copy is gone. Writes therefore need no detach() of the flight.
 //
 // Example:
 //   using l1_t = cachet::sharded_store<std::string, std::string>;
@@ -193,25 +196,37 @@ class tiered_store {
       }
     }
     const std::uint64_t t = guard_.begin(key);  // before L2 is read: see the file comment
-    bool led = false;
+    bool led = false;  // this call ran the flight (its second look at L1, and its L2 read if any)
     const std::optional<shared_read> r = reads_.load(
         key,
         [&]() -> std::optional<std::optional<shared_read>> {
           // Inside the flight: a read that missed L1 just as another's promotion landed.
+          led = true;
           if (local_suspended()) return std::nullopt;
           std::optional<mapped_type> v = l1_.peek(key);
           if (!v) return std::nullopt;
           return std::optional<shared_read>(shared_read{std::move(v), t, true});
         },
         [&] {
-          led = true;
           std::optional<mapped_type> v = l2_.get(key);
           if (v && local) promote(key, *v, t);
           return shared_read{std::move(v), t, false};
         });
-    if (!led && !r->from_l1 && r->token != t) {
+    if (!led && r->from_l1) {
+      // The leader found the key in L1, perhaps before an invalidation that preceded this call's
+      // start (see "One L2 read per miss"): look again.
+      if (!local_suspended()) {
+        if (std::optional<mapped_type> v = l1_.peek(key)) {
+          count(&slot::coalesced);
+          count(&slot::l1_hits);
+          return v;
+        }
+      }
+    }
+    if (!led && (r->from_l1 || r->token != t)) {
       // The shared read began before a write or invalidation that preceded this call's start (or
-      // of a key sharing the stripe): it may hold the old row. Read L2 afresh.
+      // of a key sharing the stripe), or found an L1 copy that is gone now: it may hold the old
+      // row. Read L2 afresh.
       std::optional<mapped_type> v = l2_.get(key);
       count(v ? &slot::l2_hits : &slot::misses);
       if (v && local) promote(key, *v, t);
