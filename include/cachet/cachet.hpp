@@ -57,6 +57,7 @@
 #include "cachet/source.hpp"
 #include "cachet/stats.hpp"
 #include "cachet/store.hpp"
+#include "cachet/tags.hpp"
 #include "cachet/tiered_store.hpp"
 #include "cachet/write_back.hpp"
 #include "cachet/write_through.hpp"
