@@ -58,6 +58,7 @@
 #include "cachet/stats.hpp"
 #include "cachet/store.hpp"
 #include "cachet/tags.hpp"
+#include "cachet/tenants.hpp"
 #include "cachet/tiered_store.hpp"
 #include "cachet/write_back.hpp"
 #include "cachet/write_through.hpp"

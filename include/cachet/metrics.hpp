@@ -27,6 +27,9 @@
 //   hot_key_tracker, and tracked_store (its store's counters too): the k_exported_hot_keys
 //     hottest keys' shares of the sampled reads (a `key` label: the key's default codec text,
 //     bytes outside printable ASCII as \xNN), sampled reads, dropped samples;
+//   tenant_store: its store's counters and each tenant's (cachet_tenant_*: requests, puts,
+//     removals by cause with quota evictions, entries, weight; a `tenant` label);
+//   tagged_store: its store's counters and invalidate_tag() calls;
 //   the Redis tier (include cachet/redis/metrics.hpp too): redis_store, the invalidation
 //     listeners and lease_loader.
 // A source type with none of these is refused at compile time with a message.
@@ -209,6 +212,33 @@ inline void write_metrics(metrics_sink& m, std::string_view cache, const cache_s
   m.gauge("cachet_entries", "Entries held now (expired ones not yet reclaimed included).", cache,
           {}, static_cast<double>(s.size));
   m.gauge("cachet_weight", "Total weight held now.", cache, {}, static_cast<double>(s.weight));
+}
+
+// One tenant of a tenant_store (cachet/tenants.hpp), as families of its own (cachet_tenant_*,
+// labelled cache and tenant), so that summing the store's families never counts a tenant twice:
+//   for (auto& v : views) cachet::write_metrics(sink, "docs", v.name(), v.stats());
+inline void write_metrics(metrics_sink& m, std::string_view cache, std::string_view tenant,
+                          const tenant_stats& s) {
+  constexpr std::string_view req = "cachet_tenant_requests_total";
+  constexpr std::string_view req_help = "A tenant's lookups (get) by result.";
+  m.counter(req, req_help, cache, {{"tenant", tenant}, {"result", "hit"}}, s.hits);
+  m.counter(req, req_help, cache, {{"tenant", tenant}, {"result", "miss"}}, s.misses);
+  constexpr std::string_view puts = "cachet_tenant_puts_total";
+  constexpr std::string_view puts_help = "A tenant's writes (put) by result.";
+  m.counter(puts, puts_help, cache, {{"tenant", tenant}, {"result", "inserted"}}, s.inserts);
+  m.counter(puts, puts_help, cache, {{"tenant", tenant}, {"result", "updated"}}, s.updates);
+  m.counter(puts, puts_help, cache, {{"tenant", tenant}, {"result", "rejected"}}, s.rejections);
+  constexpr std::string_view rem = "cachet_tenant_removals_total";
+  constexpr std::string_view rem_help = "A tenant's entries removed, by cause.";
+  m.counter(rem, rem_help, cache, {{"tenant", tenant}, {"cause", "evicted"}}, s.evictions);
+  m.counter(rem, rem_help, cache, {{"tenant", tenant}, {"cause", "quota"}}, s.quota_evictions);
+  m.counter(rem, rem_help, cache, {{"tenant", tenant}, {"cause", "expired"}}, s.expirations);
+  m.counter(rem, rem_help, cache, {{"tenant", tenant}, {"cause", "explicit"}}, s.explicit_removals);
+  m.counter(rem, rem_help, cache, {{"tenant", tenant}, {"cause", "cleared"}}, s.cleared);
+  m.gauge("cachet_tenant_entries", "A tenant's entries now.", cache, {{"tenant", tenant}},
+          static_cast<double>(s.size));
+  m.gauge("cachet_tenant_weight", "A tenant's total weight now.", cache, {{"tenant", tenant}},
+          static_cast<double>(s.weight));
 }
 
 inline void write_metrics(metrics_sink& m, std::string_view cache, const single_flight_stats& s) {
@@ -493,6 +523,13 @@ class metrics_registry {
     }
     if constexpr (detail::metrics_load_source<Source>) {
       write_metrics(m, cache, std::as_const(source).load_stats());
+    }
+    if constexpr (requires { source.tenants(); }) {  // tenant_store: each tenant's counters
+      for (const auto& v : source.tenants()) write_metrics(m, cache, v.name(), v.stats());
+    }
+    if constexpr (requires { source.tag_invalidations(); }) {  // tagged_store
+      m.counter("cachet_tag_invalidations_total", "invalidate_tag() calls.", cache, {},
+                source.tag_invalidations());
     }
   }
 

@@ -39,4 +39,10 @@ struct cache_stats {
   }
 };
 
+// One tenant of a cachet::tenant_store: the store's counters for that tenant's keys only, plus
+// the entries erased to bring the tenant back within its quota (not in explicit_removals).
+struct tenant_stats : cache_stats {
+  std::uint64_t quota_evictions = 0;
+};
+
 }  // namespace cachet

@@ -1,13 +1,15 @@
-// What tags cost (bench/RESULTS.md, "Tags"): invalidate_tag() of a tag of 16 entries in stores
-// holding 10,000 / 100,000 / 1,000,000 other tagged entries (it must not grow with the store), and
-// the put and get cost of a tagged_store against a plain sharded_store in the same run (uint64
-// keys and values, one thread, the median of 5 rounds). Not built by CMake:
-//   g++ -std=c++20 -O3 -DNDEBUG -Iinclude bench/tags_bench.cpp -o /tmp/tags_bench
+// What tags and tenants cost (bench/RESULTS.md, "Tags" and "Tenants"): invalidate_tag() of a tag of
+// 16 entries in stores holding 10,000 / 100,000 / 1,000,000 other tagged entries (it must not grow
+// with the store), and the put and get cost of a tagged_store against a plain sharded_store in the
+// same run (uint64 keys and values, one thread, the median of 5 rounds); and a tenant view's get
+// and put against the same store's with a tenant_key built by hand. Not built by CMake:
+//   g++ -std=c++20 -O3 -DNDEBUG -Iinclude bench/groups_bench.cpp -o /tmp/groups_bench
 //       $(pkg-config --libs libxxhash) -labsl_hash -labsl_city -labsl_low_level_hash
 //       -labsl_raw_hash_set -lpthread   (one command line)
 #include <algorithm>
 #include <cachet/sharded_store.hpp>
 #include <cachet/tags.hpp>
+#include <cachet/tenants.hpp>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -94,4 +96,35 @@ int main() {
               put_3 / put_plain);
   std::printf("  get, plain: %.1f; tagged_store: %.1f (%.2fx)\n", get_plain, get_tagged,
               get_tagged / get_plain);
+
+  // Tenants: the same store type, read through a view and directly.
+  using tstore_t = cachet::sharded_store<cachet::tenant_key<std::uint64_t>, std::uint64_t>;
+  cachet::tenant_store<tstore_t> shared(tstore_t::options_type{.max_entries = 2 * k_n});
+  auto view = shared.open("a", {.max_entries = k_n});
+  tstore_t direct({.max_entries = 2 * k_n});
+  for (std::uint64_t i = 0; i < k_n; ++i) {
+    view.put(i, i);
+    direct.put({0, i}, i);
+  }
+  const double tget_direct = median_ns(5, k_n, [&](int) {
+    std::uint64_t s = 0;
+    for (std::uint64_t i = 0; i < k_n; ++i) s += *direct.get({0, (i * 2654435761u) % k_n});
+    sink = s;
+  });
+  const double tget_view = median_ns(5, k_n, [&](int) {
+    std::uint64_t s = 0;
+    for (std::uint64_t i = 0; i < k_n; ++i) s += *view.get((i * 2654435761u) % k_n);
+    sink = s;
+  });
+  const double tput_direct = median_ns(5, k_n, [&](int r) {
+    for (std::uint64_t i = 0; i < k_n; ++i) direct.put({0, i}, i + static_cast<std::uint64_t>(r));
+  });
+  const double tput_view = median_ns(5, k_n, [&](int r) {
+    for (std::uint64_t i = 0; i < k_n; ++i) view.put(i, i + static_cast<std::uint64_t>(r));
+  });
+  std::printf("tenant view against the store with tenant_key by hand, ns per op\n");
+  std::printf("  get: direct %.1f, view %.1f (%.2fx)\n", tget_direct, tget_view,
+              tget_view / tget_direct);
+  std::printf("  put (replacing): direct %.1f, view %.1f (%.2fx)\n", tput_direct, tput_view,
+              tput_view / tput_direct);
 }
