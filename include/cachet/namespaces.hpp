@@ -18,8 +18,8 @@
 // Guarantee: a get() that starts after bump(ns) returned never sees an entry put under an
 // earlier version. A put() running during the bump lands under the version it read: the old one
 // (out of reach at once) or the new one (as if it came after the bump). Namespaces never interfere:
-// a key of one namespace is never another's. In this process only: other instances learn of a bump
-// through their own (a shared version in Redis is not built).
+// a key of one namespace is never another's. In this process only: to bump a namespace on every
+// instance, announce it with cachet::redis_group_bus (cachet/redis/group_bus.hpp).
 //
 // Thread safety: every member may be called from any thread. open() takes a mutex (call it once
 // per namespace and keep the handle); get/put/erase add one relaxed atomic load of the version to

@@ -37,6 +37,8 @@
 // index has been updated; if it throws, the store skips its later calls in that operation, as
 // for any listener, and their entries stay registered (invalidate_tag(t) then erases keys it
 // need not: a miss, never a stale read). Do not set store options after construction.
+// In this process only: to invalidate a tag on every instance, announce it with
+// cachet::redis_group_bus (cachet/redis/group_bus.hpp).
 #pragma once
 
 #include <absl/container/flat_hash_map.h>
