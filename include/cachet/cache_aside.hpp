@@ -48,7 +48,8 @@ class cache_aside {
 
   // Constructs the store from `args` (e.g. its store_options).
   template <class... Args>
-  explicit cache_aside(Args&&... args) : store_(std::forward<Args>(args)...) {}
+  explicit cache_aside(Args&&... args)
+      : store_(std::forward<Args>(args)...), core_(core_type::options_for(store_)) {}
 
   // The cached value, or nullopt. Counts a hit or miss in the store's stats.
   std::optional<mapped_type> get(const key_type& key) { return store_.get(key); }
@@ -89,9 +90,10 @@ class cache_aside {
   single_flight_stats load_stats() const noexcept { return core_.stats(); }
 
  private:
+  using core_type = detail::guarded_loader<key_type, mapped_type, typename Store::hasher,
+                                           typename Store::key_equal>;
   Store store_;
-  detail::guarded_loader<key_type, mapped_type, typename Store::hasher, typename Store::key_equal>
-      core_;
+  core_type core_;
 };
 
 }  // namespace cachet

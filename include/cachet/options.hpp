@@ -33,6 +33,8 @@
 #include <string_view>
 #include <type_traits>
 
+#include "cachet/recorder.hpp"
+
 namespace cachet {
 
 // Pass as the ttl of put() for an entry that never expires even when a default_ttl is set.
@@ -222,6 +224,11 @@ struct store_options {
   // thread after the shard lock is released; may call the store. What it throws reaches the
   // writer, the refusal done.
   std::function<void(const K&, const V&, put_result)> on_rejection{};
+
+  // Your own stats recorder (cachet/recorder.hpp): hears each get's hit or miss and each entry the
+  // store evicts or expires, and the loads of the patterns over this store, as they happen. The
+  // store's own counters are kept too. Empty: nothing is called.
+  recorder_ref recorder{};
 };
 
 }  // namespace cachet

@@ -146,6 +146,9 @@ class read_through {
     // caller that runs the load itself (a get() that leads, or get_async on the inline executor)
     // waits for it. Counted in stats().loads.timeouts. 0 = wait without limit.
     std::chrono::nanoseconds load_timeout{0};
+    // Your own stats recorder (cachet/recorder.hpp): the store's hits, misses (a cached absence is
+    // a hit) and removals, and each origin load. Empty: nothing is called.
+    recorder_ref recorder{};
   };
 
   // `ex` runs the background refreshes (refresh_after_write, refresh()); see executor.hpp.
@@ -155,7 +158,8 @@ class read_through {
         loader_(std::forward<Loader>(loader)),  // Loader may be a reference type
         clock_(clock),
         store_(inner_options(opts_), clock),
-        core_(typename guarded_loader_type::flights_type::options{opts_.load_timeout}),
+        core_(typename guarded_loader_type::flights_type::options{opts_.load_timeout,
+                                                                  opts_.recorder}),
         rng_(opts_.seed != 0 ? opts_.seed : detail::process_seed()),
         executor_(std::move(ex)) {}
 
@@ -503,6 +507,7 @@ class read_through {
     store_options<key_type, entry> s;
     s.max_entries = o.max_entries;
     s.shards = o.shards;
+    s.recorder = o.recorder;
     return s;  // the store validates max_entries and shards
   }
 

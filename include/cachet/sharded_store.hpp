@@ -174,6 +174,7 @@ class sharded_store {
             shard(this, share(opts_.max_entries, n, built), share(opts_.max_weight, n, built),
                   detail::mix64(policy_seed + built));
         if (custom_expiry_) shards_[built].hit_flags = k_hit_expiry;
+        if (opts_.recorder) shards_[built].hit_flags |= k_hit_recorder;
       }
     } catch (...) {
       destroy_shards(built);
@@ -202,6 +203,10 @@ class sharded_store {
     if (it == s.table.end()) {
       s.misses.add();
       if constexpr (k_has_on_miss) s.policy.on_miss(low32(h));
+      if (opts_.recorder) [[unlikely]] {
+        lock.unlock();
+        opts_.recorder.misses(1);
+      }
       return std::nullopt;
     }
     const detail::index_t i = *it;
@@ -210,13 +215,17 @@ class sharded_store {
       s.misses.add();
       if constexpr (k_has_on_miss) s.policy.on_miss(low32(h));  // a miss for the sketch too
       expire_and_unlock(s, it, i, lock);
+      if (opts_.recorder) opts_.recorder.misses(1);
       return std::nullopt;
     }
     std::optional<V> result(n.value);  // copy first: if it throws, nothing has changed
     if (s.hit_flags == 0) [[likely]] {
       if constexpr (!policy_type::access_is_noop) s.policy.on_access(i);
-    } else {
-      flagged_hit(s, i);
+    } else if (flagged_hit(s, i)) {
+      s.hits.add();
+      lock.unlock();
+      opts_.recorder.hits(1);
+      return result;
     }
     s.hits.add();
     return result;
@@ -1454,8 +1463,9 @@ class sharded_store {
     return !s.pinned.empty() && s.pinned.contains(i);
   }
 
-  // shard::hit_flags: the store has an idle timeout or expiry policy; the shard pins entries.
-  static constexpr std::uint8_t k_hit_expiry = 1, k_hit_pins = 2;
+  // shard::hit_flags: the store has an idle timeout or expiry policy; the shard pins entries; the
+  // store has a recorder.
+  static constexpr std::uint8_t k_hit_expiry = 1, k_hit_pins = 2, k_hit_recorder = 4;
   static void note_pins(shard& s) noexcept {
     s.hit_flags = static_cast<std::uint8_t>((s.hit_flags & ~k_hit_pins) |
                                             (s.pinned.empty() ? 0 : k_hit_pins));
@@ -1464,11 +1474,13 @@ class sharded_store {
   // The rest of a hit when the shard's hit_flags are set: out of line, so a store that pins
   // nothing and has no expiry policy keeps the hit path it had (one byte tested on the lock's
   // cache line).
-  [[gnu::noinline]] void flagged_hit(shard& s, detail::index_t i) noexcept {
+  // Returns whether the hit must be recorded (after the lock is released).
+  [[gnu::noinline]] bool flagged_hit(shard& s, detail::index_t i) noexcept {
     if constexpr (!policy_type::access_is_noop) {
       if (!is_pinned(s, i)) s.policy.on_access(i);
     }
     if (custom_expiry_) after_read(s, i);
+    return (s.hit_flags & k_hit_recorder) != 0;
   }
 
   // Unpins node i and gives it back to the policy as a new entry. The caller reserved the
@@ -1531,6 +1543,10 @@ class sharded_store {
     if ((cause == removal_cause::evicted || cause == removal_cause::expired) && opts_.on_eviction)
         [[unlikely]] {
       call_eviction_listener(n, cause);
+    }
+    if ((cause == removal_cause::evicted || cause == removal_cause::expired) && opts_.recorder)
+        [[unlikely]] {
+      opts_.recorder.eviction(n.weight, cause);
     }
     if (keep_removed()) out.emplace_back(std::move(n.key), std::move(n.value), cause);
     s.table.erase(it);

@@ -128,6 +128,8 @@ class single_flight {
   struct options {
     // How long a follower waits for the leader's load before load_timeout_error; 0 = no limit.
     std::chrono::nanoseconds follower_timeout{0};
+    // Told of each load's duration and outcome (cachet/recorder.hpp); empty: nothing is called.
+    recorder_ref recorder{};
   };
 
   single_flight() : single_flight(options{}) {}
@@ -653,6 +655,9 @@ class single_flight {
     loads_.fetch_add(1, std::memory_order_relaxed);
     load_nanos_.fetch_add(nanos, std::memory_order_relaxed);
     latency_.record(nanos);
+    if (opts_.recorder) {
+      opts_.recorder.load(std::chrono::nanoseconds(static_cast<std::int64_t>(nanos)), failed);
+    }
   }
 
   // When a follower starting now must give up: follower_timeout from now (saturating), or never.

@@ -176,7 +176,8 @@ class write_back {
       : opts_(validated(std::move(opts))),
         source_(std::forward<Source>(source)),
         store_(std::forward<StoreArgs>(store_args)...),
-        dirty_(opts_.max_dirty, opts_.max_delay) {
+        dirty_(opts_.max_dirty, opts_.max_delay),
+        core_(core_type::options_for(store_)) {
     flusher_ = std::thread([this] { run(); });
   }
 
@@ -628,10 +629,11 @@ class write_back {
 
   write_back_options opts_;
   Source source_;
+  using core_type = detail::guarded_loader<key_type, mapped_type, typename Store::hasher,
+                                           typename Store::key_equal>;
   Store store_;
   buffer_type dirty_;
-  detail::guarded_loader<key_type, mapped_type, typename Store::hasher, typename Store::key_equal>
-      core_;
+  core_type core_;
 
   // Flusher control, under ctl_mu_.
   std::mutex ctl_mu_;

@@ -54,6 +54,19 @@ class guarded_loader {
   guarded_loader() = default;
   explicit guarded_loader(typename flights_type::options opts) : flights_(opts) {}
 
+  // The flight options of a pattern over `store`: its options' recorder, if it has one.
+  template <class Store>
+  static typename flights_type::options options_for(
+      const Store& store, std::chrono::nanoseconds follower_timeout = {}) {
+    typename flights_type::options o{follower_timeout};
+    if constexpr (requires { store.options().recorder; }) {
+      if constexpr (std::is_convertible_v<decltype(store.options().recorder), recorder_ref>) {
+        o.recorder = store.options().recorder;
+      }
+    }
+    return o;
+  }
+
   // A write of `key`: bumps its ticket, runs `change()` (which erases or replaces the store's
   // entry, and whatever else the pattern records under its own locks), then detaches the key's
   // flight. Returns what change() returns. If change() throws, the flight is still detached and
