@@ -30,6 +30,8 @@
 //   tenant_store: its store's counters and each tenant's (cachet_tenant_*: requests, puts,
 //     removals by cause with quota evictions, entries, weight; a `tenant` label);
 //   tagged_store: its store's counters and invalidate_tag() calls;
+//   hot_key_shield: reads served locally or by the store, copies stored or refused, shielded keys,
+//     windows;
 //   the Redis tier (include cachet/redis/metrics.hpp too): redis_store, the invalidation
 //     listeners and lease_loader.
 // A source type with none of these is refused at compile time with a message.
@@ -59,6 +61,7 @@
 #include "cachet/miss_batcher.hpp"
 #include "cachet/origin_limiter.hpp"
 #include "cachet/read_through.hpp"
+#include "cachet/shield.hpp"
 #include "cachet/single_flight.hpp"
 #include "cachet/stats.hpp"
 #include "cachet/tiered_store.hpp"
@@ -239,6 +242,23 @@ inline void write_metrics(metrics_sink& m, std::string_view cache, std::string_v
           static_cast<double>(s.size));
   m.gauge("cachet_tenant_weight", "A tenant's total weight now.", cache, {{"tenant", tenant}},
           static_cast<double>(s.weight));
+}
+
+inline void write_metrics(metrics_sink& m, std::string_view cache, const shield_stats& s) {
+  constexpr std::string_view reads = "cachet_shield_reads_total";
+  constexpr std::string_view reads_help =
+      "Reads through the hot-key shield, by where they were served.";
+  m.counter(reads, reads_help, cache, {{"result", "local"}}, s.local_hits);
+  m.counter(reads, reads_help, cache, {{"result", "store"}}, s.store_reads);
+  constexpr std::string_view copies = "cachet_shield_copies_total";
+  constexpr std::string_view copies_help =
+      "Store hits of shielded keys copied locally, or refused.";
+  m.counter(copies, copies_help, cache, {{"result", "stored"}}, s.copies);
+  m.counter(copies, copies_help, cache, {{"result", "refused"}}, s.copies_refused);
+  m.gauge("cachet_shield_keys", "Keys shielded now.", cache, {},
+          static_cast<double>(s.shielded_keys));
+  m.counter("cachet_shield_windows_total", "Times the shielded set was chosen.", cache, {},
+            s.windows);
 }
 
 inline void write_metrics(metrics_sink& m, std::string_view cache, const single_flight_stats& s) {
