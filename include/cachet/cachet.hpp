@@ -56,6 +56,7 @@
 #include "cachet/shield.hpp"
 #include "cachet/single_flight.hpp"
 #include "cachet/snapshot.hpp"
+#include "cachet/split_keys.hpp"
 #include "cachet/source.hpp"
 #include "cachet/stats.hpp"
 #include "cachet/store.hpp"
