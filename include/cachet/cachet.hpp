@@ -21,6 +21,15 @@
 //   cachet/miss_batcher.hpp   loads the misses of different keys with one load_all
 //   cachet/codec.hpp          keys and values as bytes (for snapshots and redis_store)
 //   cachet/snapshot.hpp       warm restart: save / load a store's live entries
+//   cachet/namespaces.hpp     versioned namespaces: drop a group of keys in O(1)
+//   cachet/tags.hpp           tags: drop every entry of a tag in O(entries carrying it)
+//   cachet/tenants.hpp        tenant-scoped views over one store, with quotas and stats
+//   cachet/recorder.hpp       a pluggable stats recorder (your metrics library)
+//   cachet/shield.hpp         serve the hot keys of a remote store from short-lived local copies
+//   cachet/split_keys.hpp     keep hot keys as N copies, to spread their reads over Redis nodes
+//   cachet/hot_keys.hpp       a sampled top-k of the hottest keys, and a stampede detector
+// Not included here: cachet/metrics.hpp (Prometheus export) and the Redis tier
+// (cachet/redis/*.hpp, which needs hiredis).
 // Thread safety and exception safety: see each header.
 //
 // Example:
@@ -46,6 +55,7 @@
 #include "cachet/executor.hpp"
 #include "cachet/fwd.hpp"
 #include "cachet/hash.hpp"
+#include "cachet/hot_keys.hpp"
 #include "cachet/miss_batcher.hpp"
 #include "cachet/namespaces.hpp"
 #include "cachet/options.hpp"
