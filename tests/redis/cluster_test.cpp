@@ -5,9 +5,11 @@
 #include <cachet/clock.hpp>
 #include <cachet/redis/cluster_invalidation_listener.hpp>
 #include <cachet/redis/detail/cluster_slots.hpp>
+#include <cachet/redis/group_bus.hpp>
 #include <cachet/redis/invalidation_listener.hpp>
 #include <cachet/redis/redis_store.hpp>
 #include <cachet/sharded_store.hpp>
+#include <cachet/split_keys.hpp>
 #include <cachet/tiered_store.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -15,6 +17,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -459,4 +462,78 @@ TEST_CASE("cluster invalidation: a write on any primary drops the key from anoth
   REQUIRE(cluster.node(1).raw({"FLUSHALL"}).str == "OK");
   REQUIRE(eventually([&] { return flushes.load() >= 1; }));
   CHECK(reader.l1().size() == 0);
+}
+
+namespace {
+// GET calls node i has served so far (INFO commandstats).
+std::uint64_t gets_served(redis_cluster& c, std::size_t i) {
+  const std::string info = c.node(i).raw({"INFO", "commandstats"}).str;
+  const std::size_t at = info.find("cmdstat_get:calls=");
+  if (at == std::string::npos) return 0;
+  return std::stoull(info.substr(at + std::string_view("cmdstat_get:calls=").size()));
+}
+}  // namespace
+
+TEST_CASE("split_store on a cluster: a hot key's reads spread over the primaries",
+          "[redis][cluster][split]") {
+  redis_cluster cluster;
+  constexpr std::uint32_t k_copies = 8;
+  cachet::split_store<store_type> s(
+      {.copies = k_copies, .split = [](const std::string& k) { return k == "hot"; }},
+      cluster_options(cluster));
+  // Where each copy lives: the split is worth it only if the copies span several primaries.
+  std::vector<std::uint64_t> copies_on(cluster.size(), 0);
+  for (std::uint32_t i = 0; i < k_copies; ++i) {
+    ++copies_on[cluster.owner(
+        cluster.slot_of("c:" + cachet::split_store<store_type>::copy_of("hot", i)))];
+  }
+  std::size_t nodes_used = 0;
+  for (std::uint64_t n : copies_on) nodes_used += n > 0 ? 1 : 0;
+  REQUIRE(nodes_used >= 2);
+
+  REQUIRE(cachet::stored(s.put("hot", "v")));
+  std::vector<std::uint64_t> before(cluster.size());
+  for (std::size_t i = 0; i < cluster.size(); ++i) before[i] = gets_served(cluster, i);
+  constexpr std::uint64_t k_reads = 100 * k_copies;
+  for (std::uint64_t r = 0; r < k_reads; ++r) REQUIRE(s.get("hot") == "v");
+  for (std::size_t i = 0; i < cluster.size(); ++i) {
+    INFO("node " << i << " holds " << copies_on[i] << " of " << k_copies << " copies");
+    CHECK(gets_served(cluster, i) - before[i] == 100 * copies_on[i]);
+  }
+}
+
+TEST_CASE("redis_group_bus on a cluster: an announced tag reaches the cluster listener",
+          "[redis][cluster][groups]") {
+  redis_cluster cluster;
+  const cachet::redis_options o = cluster_options(cluster);
+  cachet::redis_group_bus groups(o);
+  std::mutex mu;
+  std::vector<cachet::group_event> heard;
+  cachet::redis_cluster_invalidation_listener bus(
+      o, {.heartbeat_interval = 100ms},
+      {
+          .on_keys =
+              [&](std::span<const std::string> names) {
+                for (const std::string& n : names) {
+                  if (auto g = groups.group_of(n)) {
+                    std::lock_guard<std::mutex> lock(mu);
+                    heard.push_back(*g);
+                  }
+                }
+              },
+          .on_flush = [] {},
+          .on_state = [](bool) {},
+      });
+  REQUIRE(eventually([&] { return bus.connected(); }));
+  REQUIRE(groups.announce_tag("product:42"));
+  REQUIRE(groups.announce_bump("books"));
+  REQUIRE(eventually([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return heard.size() >= 2;
+  }));
+  std::lock_guard<std::mutex> lock(mu);
+  CHECK(heard[0].kind == cachet::group_kind::tag);
+  CHECK(heard[0].name == "product:42");
+  CHECK(heard[1].kind == cachet::group_kind::space);
+  CHECK(heard[1].name == "books");
 }
