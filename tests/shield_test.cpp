@@ -13,6 +13,7 @@
 #include <chrono>
 #include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,7 +44,12 @@ class hooked_store {
   }
   std::optional<int> peek(const std::string& k) { return s_.peek(k); }
   bool contains(const std::string& k) { return s_.contains(k); }
-  cachet::put_result put(std::string k, int v) { return s_.put(std::move(k), v); }
+  // Writes, then throws when throw_after_put is set (a store that failed after it wrote).
+  cachet::put_result put(std::string k, int v) {
+    const cachet::put_result r = s_.put(std::move(k), v);
+    if (std::exchange(throw_after_put, false)) throw std::runtime_error("connection lost");
+    return r;
+  }
   template <class D>
   cachet::put_result put(std::string k, int v, D ttl) {
     return s_.put(std::move(k), v, ttl);
@@ -60,6 +66,7 @@ class hooked_store {
   const cachet::manual_clock& clock() const noexcept { return s_.clock(); }
 
   void after_next_get(std::function<void()> f) { hook_ = std::move(f); }
+  bool throw_after_put = false;
   remote_t& inner() { return s_; }
 
  private:
@@ -172,6 +179,19 @@ TEST_CASE("hot_key_shield: a copy that raced an invalidation is refused", "[shie
   CHECK(s.get("hot") == 1);  // it overlapped the write: the old value is allowed
   CHECK(s.stats().copies_refused == 1);
   CHECK(s.get("hot") == 2);  // no stale copy was left behind
+}
+
+TEST_CASE("hot_key_shield: a write the store throws from still drops the local copy", "[shield]") {
+  cachet::manual_clock clock;
+  cachet::hot_key_shield<hooked_store> s(k_opts, clock);
+  s.store().put("hot", 1);
+  hot_window(s, clock);
+  CHECK(s.get("hot") == 1);  // rolls the window and copies
+  CHECK(s.get("hot") == 1);
+  CHECK(s.stats().local_hits == 1);
+  s.store().throw_after_put = true;
+  CHECK_THROWS_AS(s.put("hot", 2), std::runtime_error);
+  CHECK(s.get("hot") == 2);  // the store took it: the copy of 1 is gone
 }
 
 TEST_CASE("hot_key_shield: options are validated, naming the option", "[shield]") {

@@ -45,6 +45,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -134,39 +135,31 @@ class hot_key_shield {
   std::optional<mapped_type> peek(const key_type& key) { return store_.peek(key); }
   bool contains(const key_type& key) { return static_cast<bool>(store_.contains(key)); }
 
-  // Writes go to the store; then the local copy is dropped (a racing copy is refused).
+  // Writes go to the store; then the local copy is dropped (a racing copy is refused), also when
+  // the store throws (it may have written).
   put_result put(key_type key, mapped_type value) {
     const key_type k = key;
-    const put_result r = store_.put(std::move(key), std::move(value));
-    invalidate_local(k);
-    return r;
+    return write(k, [&] { return store_.put(std::move(key), std::move(value)); });
   }
   template <class Rep, class Period>
   put_result put(key_type key, mapped_type value, std::chrono::duration<Rep, Period> ttl) {
     const key_type k = key;
-    const put_result r = store_.put(std::move(key), std::move(value), ttl);
-    invalidate_local(k);
-    return r;
+    return write(k, [&] { return store_.put(std::move(key), std::move(value), ttl); });
   }
   template <detail::nothrow_condition Pred>
   put_result put_if(key_type key, mapped_type value, Pred still_valid) {
     const key_type k = key;
-    const put_result r = store_.put_if(std::move(key), std::move(value), still_valid);
-    invalidate_local(k);
-    return r;
+    return write(k, [&] { return store_.put_if(std::move(key), std::move(value), still_valid); });
   }
   template <class Rep, class Period, detail::nothrow_condition Pred>
   put_result put_if(key_type key, mapped_type value, std::chrono::duration<Rep, Period> ttl,
                     Pred still_valid) {
     const key_type k = key;
-    const put_result r = store_.put_if(std::move(key), std::move(value), ttl, still_valid);
-    invalidate_local(k);
-    return r;
+    return write(k,
+                 [&] { return store_.put_if(std::move(key), std::move(value), ttl, still_valid); });
   }
   bool erase(const key_type& key) {
-    const bool r = static_cast<bool>(store_.erase(key));
-    invalidate_local(key);
-    return r;
+    return write(key, [&] { return static_cast<bool>(store_.erase(key)); });
   }
   const clock_type& clock() const noexcept { return store_.clock(); }
 
@@ -209,6 +202,18 @@ class hot_key_shield {
   const shield_options& options() const noexcept { return opts_; }
 
  private:
+  template <class F>
+  auto write(const key_type& key, F&& f) -> std::invoke_result_t<F&> {
+    try {
+      auto r = f();
+      invalidate_local(key);
+      return r;
+    } catch (...) {
+      invalidate_local(key);
+      throw;
+    }
+  }
+
   static shield_options validated(shield_options o) {
     if (!(o.min_share > 0.0 && o.min_share <= 1.0)) {
       throw invalid_option("min_share", "= " + std::to_string(o.min_share) + ": must be in (0, 1]");
