@@ -36,6 +36,7 @@
 
 #include <chrono>
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -76,6 +77,17 @@ constexpr std::uint64_t mix64(std::uint64_t x) noexcept {
   x *= 0x94d049bb133111ebULL;
   x ^= x >> 31;
   return x;
+}
+
+// This thread's stripe of `n` (fixed per thread, spread by the address of a thread-local): which
+// line of a striped counter the thread writes, so that threads on different cores write different
+// lines.
+inline std::size_t thread_stripe(std::size_t n) noexcept {
+  thread_local const std::uint64_t h = [] {
+    thread_local char tag;
+    return mix64(reinterpret_cast<std::uintptr_t>(&tag));
+  }();
+  return static_cast<std::size_t>(h % n);
 }
 
 // The store's mix of a user hash that does not avalanche, keyed by `seed` (the process seed). An

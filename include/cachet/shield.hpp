@@ -302,12 +302,7 @@ class hot_key_shield {
   std::array<slot, k_slots> slots_{};
 
   void count(std::atomic<std::uint64_t> slot::*counter) noexcept {
-    thread_local const std::size_t index = [] {
-      thread_local char tag;
-      return static_cast<std::size_t>(detail::mix64(reinterpret_cast<std::uintptr_t>(&tag)) %
-                                      k_slots);
-    }();
-    (slots_[index].*counter).fetch_add(1, std::memory_order_relaxed);
+    (slots_[detail::thread_stripe(k_slots)].*counter).fetch_add(1, std::memory_order_relaxed);
   }
 };
 

@@ -104,6 +104,7 @@ class tenant_store {
                 "cachet::tenant_store: the store's key_type must be cachet::tenant_key<K>");
 
  private:
+  static constexpr std::size_t k_read_stripes = 8;
   struct tenant_state {
     std::string name;
     std::uint32_t id = 0;
@@ -115,7 +116,7 @@ class tenant_store {
     struct alignas(64) read_stripe {
       std::atomic<std::uint64_t> hits{0}, misses{0};
     };
-    std::array<read_stripe, 8> reads;
+    std::array<read_stripe, k_read_stripes> reads;
     std::atomic<std::uint64_t> inserts{0}, updates{0}, rejections{0}, evictions{0}, expirations{0},
         explicit_removals{0}, cleared{0}, quota_evictions{0};
     std::mutex mu;               // guards `order`
@@ -132,7 +133,7 @@ class tenant_store {
 
     std::optional<mapped_type> get(const key_type& key) const {
       std::optional<mapped_type> v = owner_->store_.get(full(key));
-      auto& stripe = t_->reads[read_stripe_index()];
+      auto& stripe = t_->reads[detail::thread_stripe(k_read_stripes)];
       (v ? stripe.hits : stripe.misses).fetch_add(1, std::memory_order_relaxed);
       return v;
     }
@@ -256,14 +257,6 @@ class tenant_store {
  private:
   static constexpr int k_full_retries = 8;
 
-  // This thread's read stripe, fixed per thread.
-  static std::size_t read_stripe_index() noexcept {
-    thread_local const std::size_t index = [] {
-      thread_local char tag;
-      return static_cast<std::size_t>(detail::mix64(reinterpret_cast<std::uintptr_t>(&tag)) % 8);
-    }();
-    return index;
-  }
   static constexpr bool k_refuses_when_full = [] {
     if constexpr (requires { typename Store::eviction_type; }) {
       return std::is_same_v<typename Store::eviction_type, no_eviction>;
