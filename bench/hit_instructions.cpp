@@ -6,9 +6,11 @@
 //   g++ -std=c++20 -O3 -DNDEBUG -Iinclude bench/hit_instructions.cpp -o hc
 //       $(pkg-config --libs libxxhash) -labsl_hash -labsl_city -labsl_low_level_hash
 //       -labsl_raw_hash_set -lpthread   (one command line)
-//   valgrind --tool=callgrind --callgrind-out-file=/dev/null ./hc 20 fifo   # and 0; lru
+//   valgrind --tool=callgrind --callgrind-out-file=/dev/null ./hc 20 fifo   # and 0; lru,
+//   w_tinylfu, w_tinylfu_adaptive
 #include <cachet/eviction/fifo.hpp>
 #include <cachet/eviction/lru.hpp>
+#include <cachet/eviction/w_tinylfu.hpp>
 #include <cachet/sharded_store.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -27,10 +29,20 @@ long run(int rounds) {
 
 int main(int argc, char** argv) {
   if (argc != 3) {
-    std::fprintf(stderr, "usage: %s ROUNDS fifo|lru\n", argv[0]);
+    std::fprintf(stderr, "usage: %s ROUNDS fifo|lru|w_tinylfu|w_tinylfu_adaptive\n", argv[0]);
     return 2;
   }
   const int rounds = std::atoi(argv[1]);
-  const bool lru = std::strcmp(argv[2], "lru") == 0;
-  std::printf("%ld\n", lru ? run<cachet::lru>(rounds) : run<cachet::fifo>(rounds));
+  const char* p = argv[2];
+  long sum = 0;
+  if (std::strcmp(p, "lru") == 0) {
+    sum = run<cachet::lru>(rounds);
+  } else if (std::strcmp(p, "w_tinylfu") == 0) {
+    sum = run<cachet::w_tinylfu>(rounds);
+  } else if (std::strcmp(p, "w_tinylfu_adaptive") == 0) {
+    sum = run<cachet::w_tinylfu_adaptive>(rounds);
+  } else {
+    sum = run<cachet::fifo>(rounds);
+  }
+  std::printf("%ld\n", sum);
 }

@@ -694,3 +694,75 @@ TEST_CASE("on_rejection: a value too heavy for a shard", "[listeners]") {
   REQUIRE(log.size() == 1);
   CHECK(log[0] == cachet::put_result::rejected_too_heavy);
 }
+
+// ---- a policy's shared_state (eviction.hpp): one per store, handed to every shard, built before
+// the shards and destroyed after them.
+
+namespace {
+
+struct shared_record {
+  std::size_t capacity = 0;
+  std::uint64_t seed = 0;
+  int shards_built = 0;
+  int shards_alive = 0;
+  int alive_at_destruction = -1;
+  const void* first = nullptr;  // the state the first shard was given
+  int other_states = 0;         // shards given another
+};
+shared_record* g_record = nullptr;
+
+struct recording_state {
+  recording_state(std::size_t capacity, std::uint64_t seed) {
+    g_record->capacity = capacity;
+    g_record->seed = seed;
+  }
+  ~recording_state() { g_record->alive_at_destruction = g_record->shards_alive; }
+  recording_state(const recording_state&) = delete;
+  recording_state& operator=(const recording_state&) = delete;
+  int shards = 0;  // written by each shard as it is built
+};
+
+struct shared_fifo : cachet::fifo {
+  using shared_state = recording_state;
+  template <class Nodes>
+  class shard_policy : public cachet::fifo::shard_policy<Nodes> {
+   public:
+    shard_policy(Nodes* n, const cachet::policy_init& init)
+        : cachet::fifo::shard_policy<Nodes>(n, init),
+          state(static_cast<recording_state*>(init.shared)) {
+      ++state->shards;  // a null or dead state fails here (ASan)
+      if (g_record->first == nullptr) g_record->first = state;
+      if (g_record->first != state) ++g_record->other_states;
+      ++g_record->shards_built;
+      ++g_record->shards_alive;
+    }
+    ~shard_policy() {
+      --state->shards;
+      --g_record->shards_alive;
+    }
+    shard_policy(const shard_policy&) = delete;
+    shard_policy& operator=(const shard_policy&) = delete;
+    recording_state* state;
+  };
+};
+static_assert(cachet::eviction_policy<shared_fifo>);
+
+}  // namespace
+
+TEST_CASE("sharded_store: a policy's shared_state is built once and shared by every shard",
+          "[store][policy]") {
+  shared_record record;
+  g_record = &record;
+  {
+    cachet::sharded_store<int, int, shared_fifo> s({.max_entries = 4000, .shards = 16});
+    CHECK(record.capacity == 4000);  // the store's bound, not a shard's
+    CHECK(record.shards_built == 16);
+    CHECK(record.shards_alive == 16);
+    CHECK(record.other_states == 0);
+    for (int k = 0; k < 5000; ++k) s.put(k, k);  // the shards work as fifo
+    CHECK(s.size() <= 4000);
+  }
+  CHECK(record.shards_alive == 0);
+  CHECK(record.alive_at_destruction == 0);  // destroyed after every shard
+  g_record = nullptr;
+}

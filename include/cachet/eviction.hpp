@@ -39,6 +39,13 @@
 //                                  the order follows the entries' deadlines: then a read that
 //                                  moves a deadline (expire_after_access, an expiry_policy)
 //                                  calls on_update(i) after on_access(i).
+//       using shared_state = S     state every shard of a store shares (w_tinylfu_adaptive: its
+//                                  simulation). The store builds one S(max_entries, seed) before
+//                                  its shards (max_entries is 0 for a weight-bounded store; the
+//                                  seed is the store's policy seed) and passes its address to each
+//                                  shard as policy_init::shared (a void*; cast it back to S*); it
+//                                  destroys it after the last shard. S synchronises itself: shards
+//                                  call it under their own locks, concurrently. `void` = none.
 //       walk(coldest_first, f)     calls f(i) -> bool for each entry in eviction order (coldest
 //                                  first) or its reverse while f returns true; may reorder
 //                                  nothing visible (it may apply buffered hits). What
@@ -95,9 +102,23 @@ namespace cachet {
 struct policy_init {
   std::size_t capacity = 0;  // the shard's entry bound (0 = bounded by weight only)
   std::uint64_t seed = 0;    // distinct per shard, secret per process: randomised policies use it
+  // The store's P::shared_state, when the policy declares one (see above); null otherwise, and
+  // for a policy built outside a store.
+  void* shared = nullptr;
 };
 
 namespace detail {
+// P::shared_state, or void when P declares none.
+template <class P>
+struct policy_shared_state {
+  using type = void;
+};
+template <class P>
+requires requires { typename P::shared_state; }
+struct policy_shared_state<P> {
+  using type = typename P::shared_state;
+};
+
 // The Nodes interface a policy sees; used to check policies against the concept.
 template <class Hook>
 struct nodes_archetype {

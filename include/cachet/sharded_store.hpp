@@ -144,11 +144,11 @@ class sharded_store {
   // Validates `opts` (throws invalid_option naming the first bad option) and allocates the shards:
   // under 1 KiB each (lfu: about 5 KiB, its frequency lists), plus what the policy sizes to an
   // entry bound up front: w_tinylfu's frequency sketch, 8 x bit_ceil(shard capacity) bytes, 8 to
-  // 16 bytes per entry of max_entries (128 MiB for 16M entries), and for w_tinylfu_adaptive up to
-  // about 27 KiB of shadow caches per shard besides; random's and ttl's index arrays, 4 bytes per
-  // entry of max_entries. The other policies, and every policy under a weight bound alone, take
-  // nothing more until entries arrive; entries (slab nodes, table slots) are allocated as they
-  // arrive. Throws std::bad_alloc.
+  // 16 bytes per entry of max_entries (128 MiB for 16M entries), and for w_tinylfu_adaptive one
+  // simulation for the store besides (about 30 KiB, at most about 230 KiB); random's and ttl's
+  // index arrays, 4 bytes per entry of max_entries. The other policies, and every policy under a
+  // weight bound alone, take nothing more until entries arrive; entries (slab nodes, table slots)
+  // are allocated as they arrive. Throws std::bad_alloc.
   explicit sharded_store(options_type opts, Clock clock = Clock{}, Hash hash = Hash{},
                          KeyEqual eq = KeyEqual{})
       : opts_(std::move(opts)),
@@ -159,14 +159,17 @@ class sharded_store {
     validate();
     const std::size_t n = opts_.shards != 0 ? opts_.shards : default_shards();
     shard_bits_ = std::countr_zero(n);
-    shards_ =
-        static_cast<shard*>(::operator new (sizeof(shard) * n, std::align_val_t{alignof(shard)}));
     // Secret unless the hash brings its own seed (hash.hpp): a predictable victim draw or admission
     // jitter would let an attacker time keys against them.
     std::uint64_t policy_seed = hash_seed_;
     if constexpr (detail::caller_seeded_hash<Hash>) {
       policy_seed = static_cast<std::uint64_t>(hash_.seed());
     }
+    if constexpr (k_has_shared_state) {
+      policy_shared_ = std::make_unique<shared_state_type>(opts_.max_entries, policy_seed);
+    }
+    shards_ =
+        static_cast<shard*>(::operator new (sizeof(shard) * n, std::align_val_t{alignof(shard)}));
     std::size_t built = 0;
     try {
       for (; built < n; ++built) {
@@ -851,6 +854,16 @@ class sharded_store {
   using node_type = typename slab_type::node_type;
   using policy_type = typename Eviction::template shard_policy<slab_type>;
 
+  // The policy's state shared by every shard (eviction.hpp), or an empty stand-in.
+  struct no_shared_state {
+    no_shared_state(std::size_t, std::uint64_t) noexcept {}
+  };
+  static constexpr bool k_has_shared_state =
+      !std::is_void_v<typename detail::policy_shared_state<Eviction>::type>;
+  using shared_state_type =
+      std::conditional_t<k_has_shared_state, typename detail::policy_shared_state<Eviction>::type,
+                         no_shared_state>;
+
   static constexpr bool k_has_on_miss = requires(policy_type & p, std::uint32_t h) {
     p.on_miss(h);
   };
@@ -916,7 +929,7 @@ class sharded_store {
     shard(const sharded_store* owner, std::size_t cap, std::uint64_t max_w, std::uint64_t seed)
         : table(0, slot_hash{&nodes}, slot_eq{&nodes, &owner->eq_}),
           nodes(cap),
-          policy(&nodes, policy_init{cap, seed}),
+          policy(&nodes, policy_init{cap, seed, owner->policy_shared_.get()}),
           capacity(cap),
           max_weight(max_w),
           max_pinned(static_cast<std::size_t>(static_cast<double>(cap) *
@@ -1700,6 +1713,9 @@ class sharded_store {
   Hash hash_;
   KeyEqual eq_;
   std::uint64_t hash_seed_;  // detail::process_seed(), read once rather than on every hash
+  // The policy's shared state (w_tinylfu_adaptive: its simulation); built before the shards and
+  // destroyed after them. Null when the policy has none.
+  std::unique_ptr<shared_state_type> policy_shared_;
   shard* shards_ = nullptr;
   std::size_t shard_count_ = 0;
   int shard_bits_ = 0;

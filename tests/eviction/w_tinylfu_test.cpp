@@ -256,7 +256,7 @@ TEST_CASE("w_tinylfu: warm candidates beat a hotter victim about 1 time in 128",
 
 TEMPLATE_TEST_CASE("w_tinylfu: consecutive accesses to one key count once in the sketch",
                    "[w_tinylfu]", cachet::w_tinylfu, cachet::w_tinylfu_adaptive) {
-  // Capacity 1000: nothing is evicted. The adaptive policy samples hashes below about 6% of
+  // Capacity 1000: nothing is evicted. The adaptive policy samples hashes below about 25.6% of
   // 2^32 for its shadows, whose accesses take their own path through the hit buffer: keys with
   // small hashes are sampled, keys with large ones are not; both must follow the rule.
   using P = TestType;

@@ -64,24 +64,40 @@
 //                           enough to rank keys, short enough that yesterday's favourites fade.
 //   warm_threshold = 5, random_admit_mask = 127
 //                           Caffeine's hash-flooding rule above: 15 halves to 7, so 6+ is "warm".
-//   adaptive = false        true: the shard learns its window size and admission margin from
+//   adaptive = false        true: the cache learns its window size and admission margin from
 //                           shadow caches ("miniature simulation": Waldspurger et al., "Cache
 //                           modeling and optimization using miniature simulations", USENIX ATC
 //                           2017). Eight shadows (detail/tinylfu_shadow.hpp) run W-TinyLFU over
-//                           key hashes only, one per shape: window 1, 10, 40 or 80% of C, each
-//                           with margin 0 or 1. They share this shard's sketch, and are fed the
-//                           accesses (get hits, get misses, updates) of the keys whose 32-bit hash
-//                           falls below size / C x 2^32, a spatially sampled stream, where size,
-//                           each shadow's capacity, is C >> sim_shift clamped to [sim_min_entries,
-//                           sim_max_entries] (defaults 1/32, 64, 256) and to C. Every 10 x size
-//                           sampled accesses (10 x C accesses on average) each shadow's score
-//                           becomes half its old score plus its hits in the period, and the shard
-//                           takes the shape of the best score if it beats the shape in force by
-//                           more than 1% (at first the shard runs the static 1% window with margin
-//                           0). The window trades entries with the protected share (window 1 .. W +
-//                           protected, so 80% at most), moving at most 256 entries per eviction;
-//                           the rest carries over to the next eviction. Weight-bounded shards
-//                           rebuild their shadows (forgetting them) when they rebuild the sketch.
+//                           key hashes only, one per shape: window 1, 10, 40 or 80%, each with
+//                           margin 0 or 1. They model the whole store, not one shard: the store
+//                           builds one simulation (adaptive_sim, the policy's shared_state) that
+//                           every shard feeds and follows. It is fed the accesses (get hits, get
+//                           misses, updates) of the keys whose 32-bit hash falls below
+//                           size / C x 2^32, a spatially sampled stream, where C is the store's
+//                           max_entries and size, each shadow's capacity, is C >> sim_shift
+//                           clamped to [sim_min_entries, sim_max_entries] (defaults 1/32, 256,
+//                           2,048) and to C; it counts them in a sketch of its own (sized for
+//                           `size`, halving every 10 x size sampled additions, so on the real
+//                           sketch's clock). Every 10 x min(size, sim_period_entries = 128)
+//                           sampled accesses each shadow's score becomes half its old score plus
+//                           its hits in the period, and the shape of the best score is chosen if
+//                           it beats the shape in force by more than 2%; each shard takes up the
+//                           chosen shape at its next eviction (at first the static 1% window with
+//                           margin 0). A shard's window trades entries with its protected share
+//                           (window 1 .. W + protected, so 80% at most), moving at most 256
+//                           entries per eviction; the rest carries over to the next eviction.
+//                           Weight-bounded stores size the simulation from the bounds their shards
+//                           report as they grow (rebuilding it, forgetting the shadows, each time
+//                           the total doubles).
+//                           Why one simulation per store (issue 18, bench/RESULTS.md): shards
+//                           that adapted alone saw 1/64 of the stream each, so a period of 10 x
+//                           their capacity outlasted the shared traces and every shard of a
+//                           default store ran the 1% window to the end (OLTP at 100,000 entries:
+//                           1.5 points below LRU); and one large shard decided once or twice per
+//                           trace. Pooled, the shapes are compared on 64 times the accesses, and
+//                           the period no longer grows with the cache. The 2% hysteresis keeps a
+//                           short trace (cpp, 9,047 accesses) from switching on near-ties, each
+//                           switch costing more than the tie was worth.
 //                           Why: on the shared traces (bench/RESULTS.md) the best static window
 //                           runs from 1% (loops, gli, cs) to 60-80% (sprite); Caffeine's hill
 //                           climbing moves 6.25% of C per 10 x C accesses and had not arrived when
@@ -128,37 +144,48 @@
 // protected or the window, so most batches take the first way; a hot key's shard, whose batches
 // are mostly that key, does one relink and one sketch step per run. The policy prefetches the
 // batch's sketch lines, and list neighbours a few hits ahead. No allocation.
-// w_tinylfu_adaptive adds, per access, a compare of the hash with the sampling threshold, and
-// for the sampled accesses (64 / C of them up to 2,048 entries, 1 in 32 up to 8,192, fewer
-// above) an access to each of the eight shadows: a probe of a small open-addressing index and a
-// relink, and on a shadow miss two sketch estimates for the duel. The choice of shape, every 10 x
-// C accesses on average, is a loop over 8 scores. Measured in bench/RESULTS.md.
+// w_tinylfu_adaptive adds, per access, a compare of the hash with the sampling threshold (read
+// from the simulation, on a line no one writes), and for the sampled accesses (all of them up to
+// 256 entries in the store, then 256 / C, 1 in 32 from 8,192 to 65,536, fewer above) the
+// simulation's lock, taken with try_lock (an access that finds it held is not fed), a sketch
+// step, and an access to each of the eight shadows: a probe of a small open-addressing index and
+// a relink, and on a shadow miss two sketch estimates for the duel. The choice of shape is a loop
+// over 8 scores. Measured in bench/RESULTS.md.
 //
 // Memory: the hook is 12 bytes (two 32-bit links, the queue id and a 16-bit drain mark); the sketch
 // adds 8 bytes per entry rounded up to a power of two: 8 x bit_ceil(max(C, 8)) / C, 8 to 16 bytes
 // for C >= 8. So 20 to 28 bytes per entry: 20.2 at C = 1000, 20.4 at C = 1,000,000 per shard, 28
 // just past a power of two. Per shard, about 430 bytes more (lists, hit buffer).
-// w_tinylfu_adaptive adds the shadows: 8 x (9 bytes per hash + a 16-bit index of 2 to 4 slots
-// per hash) + about 1 KB, so 7.6 KB per shard up to 2,048 entries, 8 x C / 32 x 13 to 17 bytes,
-// 3.3 to 4.3 bytes per entry, from 2,048 to 8,192, and 27 KB per shard above (1.7 bytes per entry
-// at 15,625, 0.4 at 65,536). Small shards pay the most per entry: 76 bytes at C = 100.
+// w_tinylfu_adaptive adds one simulation per store: 8 shadows of `size` hashes (9 bytes per hash
+// + a 16-bit index of 2 to 4 slots per hash) and a sketch of 8 x bit_ceil(size) bytes, about 1 KB
+// besides; so about 31 to 39 KB up to 8,192 entries in the store, 8 x C / 32 x 13 to 17 bytes
+// from 8,192 to 65,536 (4 to 5 bytes per entry), and about 250 KB above (0.25 bytes per entry at
+// 1,000,000). Per shard, a pointer and two counters. Small stores pay the most per entry: at
+// C = 100 (exact shadows of 100 hashes) about 13 KB, 130 bytes per entry.
 //
-// Thread safety: used only under the shard lock (see eviction.hpp). Exception safety: the shard
-// policy's constructor allocates the sketch and the shadows (std::bad_alloc); every member is
-// noexcept; a weight-bounded shard's sketch rebuild that fails to allocate keeps the old sketch,
-// and a shadow rebuild that fails leaves the shard in its current shape, adapting no more.
+// Thread safety: a shard policy is used only under its shard lock (see eviction.hpp); the shared
+// simulation has a lock of its own (adaptive_sim below). Exception safety: the store's
+// constructor allocates the simulation, the shard policy's the sketch (and, built outside a
+// store, a simulation of its own) (std::bad_alloc); every member is noexcept; a weight-bounded
+// shard's sketch rebuild that fails to allocate keeps the old sketch, and a simulation rebuild
+// that fails leaves the store in its current shape, adapting no more.
 // Example: cachet::sharded_store<std::string, std::string, cachet::w_tinylfu> s(
 //              {.max_entries = 100'000});
 #pragma once
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <mutex>
+#include <new>
 #include <type_traits>
 
 #include "cachet/detail/count_min_sketch.hpp"
+#include "cachet/detail/spin_mutex.hpp"
 #include "cachet/detail/tinylfu_shadow.hpp"
 #include "cachet/eviction.hpp"
 
@@ -172,11 +199,14 @@ struct w_tinylfu_traits {
   static constexpr std::uint32_t warm_threshold = 5;       // see "the rules"
   static constexpr std::uint32_t random_admit_mask = 127;  // 2^k - 1: admit 1 in 2^k
   static constexpr bool adaptive = false;                  // learn window and margin
-  // adaptive only: each shadow cache holds C >> sim_shift hashes, clamped to
-  // [sim_min_entries, sim_max_entries] and to C (see "adaptive").
+  // adaptive only: each shadow cache holds C >> sim_shift hashes (C: the store's entries),
+  // clamped to [sim_min_entries, sim_max_entries] and to C (see "adaptive").
   static constexpr std::uint32_t sim_shift = 5;
-  static constexpr std::uint32_t sim_min_entries = 64;
-  static constexpr std::uint32_t sim_max_entries = 256;
+  static constexpr std::uint32_t sim_min_entries = 256;
+  static constexpr std::uint32_t sim_max_entries = 2048;
+  // adaptive only: a shape is chosen every sample_factor x min(shadow size,
+  // sim_period_entries) sampled accesses.
+  static constexpr std::uint32_t sim_period_entries = 128;
 };
 
 struct w_tinylfu_adaptive_traits : w_tinylfu_traits {
@@ -215,11 +245,188 @@ struct basic_w_tinylfu {
   // an attacker who finds collisions. Public so tests can model the sketch.
   static constexpr std::uint64_t k_sketch_seed = 0x7A11F0CA5EEDULL;
 
+  // ---- the shapes, and the simulation that chooses among them (adaptive; see "adaptive")
+  // The shapes tried: every window with every margin (shape k: window k % 4, margin k / 4).
+  static constexpr std::array<std::uint32_t, 4> k_window_percents = {1, 10, 40, 80};
+  static constexpr std::size_t k_shapes = 2 * k_window_percents.size();
+  static constexpr std::uint32_t shape_window_percent(std::size_t k) noexcept {
+    return k_window_percents[k % k_window_percents.size()];
+  }
+  static constexpr std::uint32_t shape_margin(std::size_t k) noexcept {
+    return static_cast<std::uint32_t>(k / k_window_percents.size());
+  }
+  // The shape to follow after a period, given every shape's score and the shape in force (N for
+  // none yet): the best score (the lowest index among equals), if it beats the shape in force by
+  // more than 2%; otherwise the shape in force.
+  template <std::size_t N>
+  static constexpr std::size_t next_shape(const std::array<std::uint64_t, N>& scores,
+                                          std::size_t current) noexcept {
+    static_assert(N > 0);
+    std::size_t best = 0;
+    for (std::size_t k = 1; k < N; ++k) {
+      if (scores[k] > scores[best]) best = k;
+    }
+    if (current < N && scores[best] * 100 <= scores[current] * 102) return current;
+    return best;
+  }
+  // Static sizes for a cache of `base` entries.
+  static std::size_t window_target(std::size_t base) noexcept {
+    return std::max<std::size_t>(1, (base * Traits::window_percent + 99) / 100);
+  }
+  static std::size_t protected_target(std::size_t base) noexcept {
+    const std::size_t w = window_target(base);
+    return base > w ? (base - w) * Traits::protected_percent / 100 : 0;
+  }
+  static std::size_t window_for(std::size_t capacity, std::uint32_t pct) noexcept {
+    return std::max<std::size_t>(1, (capacity * pct + 99) / 100);
+  }
+  // A shadow of `capacity` hashes with window percentage `pct`, trading with protected's share as
+  // the real window does.
+  static detail::tinylfu_shadow::shape shadow_shape(std::size_t capacity, std::uint32_t pct,
+                                                    std::uint32_t margin) noexcept {
+    const std::size_t w0 = window_target(capacity), p0 = protected_target(capacity);
+    const std::size_t w = std::min(window_for(capacity, pct), w0 + p0);
+    return {.capacity = static_cast<std::uint32_t>(capacity),
+            .window = static_cast<std::uint32_t>(w),
+            .protect = static_cast<std::uint32_t>(w0 + p0 - w),
+            .margin = margin};
+  }
+  static constexpr std::uint64_t seed_mix(std::uint64_t x) noexcept {  // splitmix64's finaliser
+    x += 0x9E3779B97F4A7C15ULL;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+  }
+
+  // The miniature simulation of w_tinylfu_adaptive: eight shadows, one per shape, of the whole
+  // cache (every shard together), fed the accesses of a hash-sampled set of keys, with a sketch of
+  // their own over that sampled stream. A store builds one and its shards share it (the store's
+  // shared_state, passed in policy_init::shared); a shard policy built without one owns one. Each
+  // period the simulation picks the shape to follow and publishes it; each shard takes it up at
+  // its next eviction. See "adaptive" above.
+  //
+  // Thread safety: observe() and resize() lock the simulation (a spin lock of its own, taken while
+  // a shard's lock is held, never the other way round); sampled() and shape() read atomics.
+  // observe() only tries the lock: an access whose shard finds another shard feeding the
+  // simulation at that moment is not fed (the shapes are scored on a little less; each shard's
+  // own decisions stay exact). With one thread nothing is skipped, so a run is reproducible.
+  // Exception safety: the constructor throws std::bad_alloc; resize() that cannot allocate stops
+  // the sampling (the shape in force stays).
+  class adaptive_sim {
+   public:
+    // `capacity`: the entries of every shard together; 0 for a weight-bounded store, sized as its
+    // shards report their growth (resize()). `seed`: the random admissions of the shadows.
+    adaptive_sim(std::size_t capacity, std::uint64_t seed)
+        : bounded_(capacity != 0), capacity_(capacity), seed_(seed) {
+      if (capacity != 0) build(capacity);
+    }
+    adaptive_sim(const adaptive_sim&) = delete;
+    adaptive_sim& operator=(const adaptive_sim&) = delete;
+
+    // Whether accesses to the key with this hash are fed to the simulation.
+    bool sampled(std::uint32_t hash) const noexcept {
+      return hash < threshold_.load(std::memory_order_relaxed);
+    }
+    // The shape chosen last (k_shapes until the first choice).
+    std::size_t shape() const noexcept { return current_.load(std::memory_order_relaxed); }
+
+    // Feeds one access (a get hit or miss, or an update) to a sampled key: the sketch counts it
+    // unless it repeats the last access fed, then every shadow plays it; every period, the
+    // shape is chosen.
+    void observe(std::uint32_t hash) noexcept {
+      std::unique_lock<detail::spin_mutex> lock(mu_, std::try_to_lock);
+      if (!lock.owns_lock()) return;
+      if (!sampled(hash)) return;  // resized since the caller looked
+      if (!has_last_ || last_hash_ != hash) sketch_.increment(hash);
+      last_hash_ = hash;
+      has_last_ = true;
+      const auto estimate = [this](std::uint32_t h) noexcept { return sketch_.estimate(h); };
+      for (auto& sh : shadows_) {
+        sh.access(hash, estimate, Traits::warm_threshold, Traits::random_admit_mask);
+      }
+      if (++seen_ >= period_) choose();
+    }
+
+    // A shard's entry bound went from `from` to `to` (set_max_entries(), or a weight-bounded
+    // shard that grew). A bounded store's simulation is rebuilt for the new total; a
+    // weight-bounded one's when the total has doubled since it was built. Rebuilding forgets the
+    // shadows and their scores but keeps the shape in force.
+    void resize(std::size_t from, std::size_t to) noexcept {
+      std::lock_guard<detail::spin_mutex> lock(mu_);
+      capacity_ = capacity_ - from + to;
+      if (capacity_ == built_ || (!bounded_ && capacity_ < 2 * built_)) return;
+      try {
+        build(capacity_);
+      } catch (...) {  // std::bad_alloc: sample nothing, adapt no more
+        threshold_.store(0, std::memory_order_relaxed);
+        for (auto& sh : shadows_) sh.reset({}, 1);  // capacity 0: allocates nothing
+      }
+    }
+
+    // For tests (not synchronised: call it while no shard is in use).
+    const detail::tinylfu_shadow& shadow(std::size_t k) const noexcept { return shadows_[k]; }
+    std::size_t capacity() const noexcept { return built_; }
+
+   private:
+    // Sizes the shadows for a cache of `capacity` entries and empties them. Throws
+    // std::bad_alloc (then nothing is sampled).
+    void build(std::size_t capacity) {
+      threshold_.store(0, std::memory_order_relaxed);
+      built_ = capacity;
+      const std::size_t size = std::min<std::size_t>(
+          capacity, std::clamp<std::size_t>(capacity >> Traits::sim_shift, Traits::sim_min_entries,
+                                            Traits::sim_max_entries));
+      if (!sketch_.try_resize(size)) throw std::bad_alloc();
+      for (std::size_t k = 0; k < k_shapes; ++k) {
+        shadows_[k].reset(shadow_shape(size, shape_window_percent(k), shape_margin(k)),
+                          seed_mix(seed_ + k));
+      }
+      period_ = Traits::sample_factor * std::min<std::size_t>(size, Traits::sim_period_entries);
+      seen_ = 0;
+      scores_ = {};
+      last_hits_ = {};
+      has_last_ = false;
+      // Hashes below the threshold are fed: a sample of size / capacity of the keys.
+      threshold_.store(capacity == 0 ? 0 : (std::uint64_t{size} << 32) / capacity,
+                       std::memory_order_relaxed);
+    }
+    void choose() noexcept {
+      seen_ = 0;
+      for (std::size_t k = 0; k < k_shapes; ++k) {
+        const std::uint64_t hits = shadows_[k].hits();
+        scores_[k] = scores_[k] / 2 + (hits - last_hits_[k]);
+        last_hits_[k] = hits;
+      }
+      // Every score is this period's before any is compared (next_shape()).
+      current_.store(next_shape(scores_, current_.load(std::memory_order_relaxed)),
+                     std::memory_order_relaxed);
+    }
+
+    // Read on every sampled-or-not test, written only by build(): a line of their own.
+    alignas(64) std::atomic<std::uint64_t> threshold_{0};  // sampled hashes are below this
+    std::atomic<std::size_t> current_{k_shapes};           // the shape chosen; none at first
+    alignas(64) detail::spin_mutex mu_;
+    const bool bounded_;
+    std::size_t capacity_;   // the shards' bounds together, as reported
+    std::size_t built_ = 0;  // the capacity the shadows model
+    std::uint64_t seed_;
+    detail::count_min_sketch sketch_{8, k_sketch_seed, Traits::sample_factor};
+    std::array<detail::tinylfu_shadow, k_shapes> shadows_;
+    std::array<std::uint64_t, k_shapes> scores_{};     // hits per period, decayed by half
+    std::array<std::uint64_t, k_shapes> last_hits_{};  // shadow hits at the last choice
+    std::uint64_t seen_ = 0;                           // accesses fed since the last choice
+    std::uint64_t period_ = 0;                         // accesses fed between choices
+    std::uint32_t last_hash_ = 0;
+    bool has_last_ = false;
+  };
+  // What a store builds once and hands every shard (eviction.hpp): the simulation, when adaptive.
+  using shared_state = std::conditional_t<Traits::adaptive, adaptive_sim, void>;
+
   template <class Nodes>
   class shard_policy {
    public:
     static constexpr bool access_is_noop = false;
-    // Throws std::bad_alloc (the sketch).
+    // Throws std::bad_alloc (the sketch; adaptive without init.shared: the simulation).
     shard_policy(Nodes* n, const policy_init& init)
         : n_(n),
           sketch_(init.capacity != 0 ? init.capacity : k_unbounded_sketch, k_sketch_seed,
@@ -229,26 +436,25 @@ struct basic_w_tinylfu {
           rng_(seed_mix(init.seed) | 1) {
       resize_to(init.capacity);
       if constexpr (Traits::adaptive) {
-        if (bounded_) build_shadows(init.seed);  // weight-bounded: once the shard has a size
+        if (init.shared != nullptr) {
+          sim_.sim = static_cast<adaptive_sim*>(init.shared);
+        } else {
+          sim_.own = std::make_unique<adaptive_sim>(init.capacity, init.seed);
+          sim_.sim = sim_.own.get();
+        }
+        sim_.reported = init.capacity;
       }
     }
 
     // The store's set_max_entries(): the window and protected targets follow the new capacity
     // (the queues settle on the next inserts and hits); the sketch keeps its size (it was sized
-    // to the ceiling); the adaptive shadows are rebuilt for the new size, or, without the memory,
-    // adaptation pauses.
+    // to the ceiling); the adaptive simulation is rebuilt for the store's new size, or, without
+    // the memory, adaptation stops.
     void set_capacity(std::size_t capacity) noexcept {
       if (!bounded_ || capacity == base_) return;
       drain();
       resize_to(capacity);
-      if constexpr (Traits::adaptive) {
-        try {
-          build_shadows(rng_);
-        } catch (...) {
-          for (auto& sh : sim_.shadows) sh.reset({}, 1);
-          sim_.threshold = 0;
-        }
-      }
+      if constexpr (Traits::adaptive) report_size(capacity);
     }
 
     void on_insert(detail::index_t i) noexcept {
@@ -282,7 +488,10 @@ struct basic_w_tinylfu {
 
     detail::index_t victim() noexcept {
       drain();
-      if constexpr (Traits::adaptive) resize_window();
+      if constexpr (Traits::adaptive) {
+        adopt_shape();
+        resize_window();
+      }
       const detail::index_t v = main_victim();
       if (window_.size() < window_max_) {
         return v != detail::npos ? v : window_.tail();  // the newcomer fits in the window
@@ -331,37 +540,25 @@ struct basic_w_tinylfu {
     const detail::count_min_sketch& sketch() const noexcept { return sketch_; }
     // adaptive only: the admission margin in force, and the shadow caches (see "adaptive").
     std::uint32_t admit_margin() const noexcept { return margin_; }
+    // The simulation is the store's, shared by its shards: read it while no shard is in use.
     static constexpr std::size_t shadow_count() noexcept { return k_shapes; }
     const detail::tinylfu_shadow& shadow(std::size_t k) const noexcept requires Traits::adaptive {
-      return sim_.shadows[k];
+      return sim_.sim->shadow(k);
     }
+    const adaptive_sim& simulation() const noexcept requires Traits::adaptive { return *sim_.sim; }
     static constexpr std::uint32_t shadow_window_percent(std::size_t k) noexcept {
-      return k_window_percents[k % k_window_percents.size()];
+      return shape_window_percent(k);
     }
-    static constexpr std::uint32_t shadow_margin(std::size_t k) noexcept {
-      return static_cast<std::uint32_t>(k / k_window_percents.size());
-    }
-    // adaptive: the shape to follow after a period, given every shape's score (shadow_count() of
-    // them) and the shape in force (shadow_count() for none yet): the best score (the lowest index
-    // among equals), if it beats the shape in force by more than 1%; otherwise the shape in force.
+    static constexpr std::uint32_t shadow_margin(std::size_t k) noexcept { return shape_margin(k); }
     template <std::size_t N>
     static constexpr std::size_t next_shape(const std::array<std::uint64_t, N>& scores,
                                             std::size_t current) noexcept {
-      static_assert(N > 0);
-      std::size_t best = 0;
-      for (std::size_t k = 1; k < N; ++k) {
-        if (scores[k] > scores[best]) best = k;
-      }
-      if (current < N && scores[best] * 100 <= scores[current] * 101) return current;
-      return best;
+      return basic_w_tinylfu::next_shape(scores, current);
     }
 
    private:
     static constexpr std::size_t k_unbounded_sketch = 64;
     static constexpr std::size_t k_transfer_bound = 256;  // entries moved per eviction
-    // adaptive: the shapes tried, every window with every margin (margin = k / 4)
-    static constexpr std::array<std::uint32_t, 4> k_window_percents = {1, 10, 40, 80};
-    static constexpr std::size_t k_shapes = 2 * k_window_percents.size();
 
     // Applies the buffered hits exactly as if each had been applied when it happened. The sketch
     // and the queues do not read each other, so they are replayed in two passes:
@@ -501,14 +698,6 @@ struct basic_w_tinylfu {
       while (protected_.size() > protected_max_) to_probation(protected_.tail());
     }
 
-    // Static sizes for a shard of `base` entries.
-    static std::size_t window_target(std::size_t base) noexcept {
-      return std::max<std::size_t>(1, (base * Traits::window_percent + 99) / 100);
-    }
-    static std::size_t protected_target(std::size_t base) noexcept {
-      const std::size_t w = window_target(base);
-      return base > w ? (base - w) * Traits::protected_percent / 100 : 0;
-    }
     // Grows the sizes to those of `base`, keeping what adaptation moved.
     void resize_to(std::size_t base) noexcept {
       window_max_ += window_target(base) - window_target(base_);
@@ -521,83 +710,39 @@ struct basic_w_tinylfu {
       resize_to(live);
       if (live > sketch_base_ && sketch_.try_resize(2 * live)) {
         sketch_base_ = 2 * live;
-        if constexpr (Traits::adaptive) {
-          try {
-            build_shadows(rng_);
-          } catch (...) {  // std::bad_alloc: keep the current shape
-            for (auto& sh : sim_.shadows) sh.reset({}, 1);  // capacity 0: allocates nothing
-            sim_.threshold = 0;
-          }
-        }
+        if constexpr (Traits::adaptive) report_size(live);
       }
     }
 
-    // ---- adaptation (Traits::adaptive): see "adaptive" above
-    // A shadow of `capacity` hashes shaped like this shard with window percentage `pct`, trading
-    // with protected's share as the real window does.
-    static detail::tinylfu_shadow::shape shadow_shape(std::size_t capacity, std::uint32_t pct,
-                                                      std::uint32_t margin) noexcept {
-      const std::size_t w0 = window_target(capacity), p0 = protected_target(capacity);
-      const std::size_t w = std::min(window_for(capacity, pct), w0 + p0);
-      return {.capacity = static_cast<std::uint32_t>(capacity),
-              .window = static_cast<std::uint32_t>(w),
-              .protect = static_cast<std::uint32_t>(w0 + p0 - w),
-              .margin = margin};
-    }
-    static std::size_t window_for(std::size_t capacity, std::uint32_t pct) noexcept {
-      return std::max<std::size_t>(1, (capacity * pct + 99) / 100);
-    }
-    // Sizes the shadows for base_ and empties them. Throws std::bad_alloc.
-    void build_shadows(std::uint64_t seed) {
-      const std::size_t size = std::min<std::size_t>(
-          base_, std::clamp<std::size_t>(base_ >> Traits::sim_shift, Traits::sim_min_entries,
-                                         Traits::sim_max_entries));
-      sim_.threshold = 0;
-      for (std::size_t k = 0; k < k_shapes; ++k) {
-        sim_.shadows[k].reset(shadow_shape(size, shadow_window_percent(k), shadow_margin(k)),
-                              seed_mix(seed + k));
-      }
-      // Hashes below the threshold are fed: a sample of size / base_ of the keys.
-      sim_.threshold = base_ == 0 ? 0 : (std::uint64_t{size} << 32) / base_;
-      sim_.period = Traits::sample_factor * size;
-      sim_.seen = 0;
-      sim_.scores = {};
-      sim_.last_hits = {};
-    }
-    // Whether the shadows see accesses to this hash: always false without them.
+    // Whether the simulation sees accesses to this hash: always false without it.
     bool sampled(std::uint32_t hash) const noexcept {
       if constexpr (Traits::adaptive) {
-        return hash < sim_.threshold;
+        return sim_.sim->sampled(hash);
       } else {
         return false;
       }
     }
-    // Feeds one sampled access to the shadows, and every Traits::sample_factor x size sampled
-    // accesses (10 x C accesses in all, on average) picks the shape to follow.
     [[gnu::noinline]] void observe(std::uint32_t hash) noexcept {
+      if constexpr (Traits::adaptive) sim_.sim->observe(hash);
+    }
+    // Tells the simulation this shard's bound is now `size`.
+    void report_size(std::size_t size) noexcept {
       if constexpr (Traits::adaptive) {
-        const auto estimate = [this](std::uint32_t h) noexcept { return sketch_.estimate(h); };
-        for (auto& sh : sim_.shadows) {
-          sh.access(hash, estimate, Traits::warm_threshold, Traits::random_admit_mask);
-        }
-        if (++sim_.seen >= sim_.period) choose_shape();
+        sim_.sim->resize(sim_.reported, size);
+        sim_.reported = size;
       }
     }
-    void choose_shape() noexcept {
-      sim_.seen = 0;
-      for (std::size_t k = 0; k < k_shapes; ++k) {
-        const std::uint64_t hits = sim_.shadows[k].hits();
-        sim_.scores[k] = sim_.scores[k] / 2 + (hits - sim_.last_hits[k]);
-        sim_.last_hits[k] = hits;
+    // Takes up the shape the simulation chose last, if it is not the one in force.
+    void adopt_shape() noexcept {
+      if constexpr (Traits::adaptive) {
+        const std::size_t best = sim_.sim->shape();
+        if (best == sim_.applied) return;
+        sim_.applied = best;
+        margin_ = shape_margin(best);
+        const std::size_t target = std::min(window_for(base_, shape_window_percent(best)),
+                                            window_target(base_) + protected_target(base_));
+        adjustment_ = static_cast<std::int64_t>(target) - static_cast<std::int64_t>(window_max_);
       }
-      // Every score is this period's before any is compared (next_shape()).
-      const std::size_t best = next_shape(sim_.scores, sim_.current);
-      if (best == sim_.current) return;
-      sim_.current = best;
-      margin_ = shadow_margin(best);
-      const std::size_t target = std::min(window_for(base_, shadow_window_percent(best)),
-                                          window_target(base_) + protected_target(base_));
-      adjustment_ = static_cast<std::int64_t>(target) - static_cast<std::int64_t>(window_max_);
     }
     // Moves the window toward the chosen size, at most k_transfer_bound entries per eviction.
     void resize_window() noexcept {
@@ -638,12 +783,6 @@ struct basic_w_tinylfu {
       while (window_.size() > window_max_) to_probation(window_.tail());
     }
 
-    static constexpr std::uint64_t seed_mix(std::uint64_t x) noexcept {  // splitmix64's finaliser
-      x += 0x9E3779B97F4A7C15ULL;
-      x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-      x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-      return x ^ (x >> 31);
-    }
     std::uint64_t next_random() noexcept {  // xorshift64*
       rng_ ^= rng_ >> 12;
       rng_ ^= rng_ << 25;
@@ -670,13 +809,10 @@ struct basic_w_tinylfu {
     // adaptation
     struct no_sim {};
     struct sim_state {
-      std::array<detail::tinylfu_shadow, k_shapes> shadows;
-      std::array<std::uint64_t, k_shapes> scores{};     // hits per period, decayed by half
-      std::array<std::uint64_t, k_shapes> last_hits{};  // shadow hits at the last decision
-      std::uint64_t threshold = 0;                      // sampled hashes are below this
-      std::uint64_t seen = 0;                           // sampled accesses since the last decision
-      std::uint64_t period = 0;                         // sampled accesses between decisions
-      std::size_t current = k_shapes;                   // the shape in force; none at first
+      adaptive_sim* sim = nullptr;        // the store's, or own.get()
+      std::unique_ptr<adaptive_sim> own;  // without a store's
+      std::size_t reported = 0;           // the bound last reported to the simulation
+      std::size_t applied = k_shapes;     // the shape in force; none at first
     };
     [[no_unique_address]] std::conditional_t<Traits::adaptive, sim_state, no_sim> sim_;
     std::uint32_t margin_ = 0;     // admission margin in force (adaptive; 0 otherwise)
