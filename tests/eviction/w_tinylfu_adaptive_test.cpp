@@ -293,6 +293,35 @@ TEST_CASE("w_tinylfu_adaptive: a shape replaces the one in force only by beating
   CHECK(policy::next_shape(scores{0, 0, 0, 0, 0, 0, 1, 0}, 4) == 6);
 }
 
+TEST_CASE("w_tinylfu_adaptive: a shape a little ahead three periods in a row takes over",
+          "[w_tinylfu][shadow]") {
+  using P = cachet::w_tinylfu_adaptive;
+  using scores = std::array<std::uint64_t, P::k_shapes>;
+  P::shape_choice c;
+  CHECK(c.next(scores{}) == 0);  // the first choice: the best (all equal: the lowest index)
+  // Shape 2 scores 1% above shape 0 (more than 0.5%, under 2%): the third period in a row does it.
+  const scores ahead{1000, 0, 1010, 0, 0, 0, 0, 0};
+  CHECK(c.next(ahead) == 0);
+  CHECK(c.next(ahead) == 0);
+  CHECK(c.next(ahead) == 2);
+  CHECK(c.current == 2);
+  // A streak is broken by a period where the challenger is not ahead, or another shape leads.
+  const scores back{1000, 0, 1010, 1016, 0, 0, 0, 0};  // shape 3 0.6% above shape 2
+  const scores even{0, 0, 1000, 1004, 0, 0, 0, 0};     // 0.4%: not ahead enough
+  const scores other{0, 0, 1000, 0, 0, 1008, 0, 0};    // shape 5 leads
+  CHECK(c.next(back) == 2);
+  CHECK(c.next(back) == 2);
+  CHECK(c.next(even) == 2);
+  CHECK(c.next(back) == 2);
+  CHECK(c.next(other) == 2);
+  CHECK(c.next(back) == 2);
+  CHECK(c.next(back) == 2);
+  CHECK(c.next(back) == 3);
+  // More than 2% ahead still switches at once, and resets the streak.
+  CHECK(c.next(scores{0, 0, 0, 1000, 0, 0, 0, 1021}) == 7);
+  CHECK(c.streak == 0);
+}
+
 TEST_CASE("w_tinylfu_adaptive: old periods fade, so a change of traffic changes the shape",
           "[w_tinylfu][shadow]") {
   // 40 periods (10 x C reads each) of recency traffic, then 8 periods of a loop. Each period
