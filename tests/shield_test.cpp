@@ -222,15 +222,17 @@ TEST_CASE("hot_key_shield: concurrent reads, writes and invalidations", "[shield
   s.get("x");
   REQUIRE(s.shielded_keys() == std::vector<std::string>{"hot"});
   std::atomic<int> written{0};
-  std::atomic<bool> stop{false};
-  std::atomic<int> stale{0};
+  std::atomic<bool> quiet{false}, stop{false};
+  std::atomic<int> stale{0}, quiet_reads{0};
   std::vector<std::thread> readers;
   for (int r = 0; r < 2; ++r) {
     readers.emplace_back([&] {
       while (!stop.load(std::memory_order_acquire)) {
+        const bool after = quiet.load(std::memory_order_acquire);
         const int floor = written.load(std::memory_order_acquire);
         const std::optional<int> v = s.get("hot");
         if (!v || *v < floor) stale.fetch_add(1);
+        if (after) quiet_reads.fetch_add(1, std::memory_order_release);
       }
     });
   }
@@ -239,9 +241,19 @@ TEST_CASE("hot_key_shield: concurrent reads, writes and invalidations", "[shield
     written.store(v, std::memory_order_release);
     if (v % 100 == 0) s.invalidate_local("hot");
   }
+  // Then no more writes: 3 reads started after this, from 2 readers, include one reader's second,
+  // which finds the copy its first made (the writer may have kept every earlier copy from living
+  // long enough to be read, on a loaded machine). Bounded: at most 30 s.
+  quiet.store(true, std::memory_order_release);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (quiet_reads.load(std::memory_order_acquire) < 3 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
   stop.store(true, std::memory_order_release);
   for (auto& t : readers) t.join();
   CHECK(stale.load() == 0);
+  REQUIRE(quiet_reads.load() >= 3);
   CHECK(s.stats().local_hits > 0);
 }
 
