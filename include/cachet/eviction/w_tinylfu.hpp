@@ -160,10 +160,10 @@
 // just past a power of two. Per shard, about 430 bytes more (lists, hit buffer).
 // w_tinylfu_adaptive adds one simulation per store: 8 shadows of `size` hashes (9 bytes per hash
 // + a 16-bit index of 2 to 4 slots per hash) and a sketch of 8 x bit_ceil(size) bytes, about 1 KB
-// besides; so about 31 to 39 KB up to 8,192 entries in the store, 8 x C / 32 x 13 to 17 bytes
-// from 8,192 to 65,536 (4 to 5 bytes per entry), and about 250 KB above (0.25 bytes per entry at
-// 1,000,000). Per shard, a pointer and two counters. Small stores pay the most per entry: at
-// C = 100 (exact shadows of 100 hashes) about 13 KB, 130 bytes per entry.
+// besides; so about 30 KB from 256 to 8,192 entries in the store, C / 32 x (8 x 13 to 17 + 8 to
+// 16) bytes from 8,192 to 65,536 (3.5 to 4.8 bytes per entry), and about 230 KB above (0.23 bytes
+// per entry at 1,000,000). Per shard, a pointer and three words. Small stores pay the most per
+// entry: at C = 100 (exact shadows of 100 hashes) about 13 KB, 130 bytes per entry.
 //
 // Thread safety: a shard policy is used only under its shard lock (see eviction.hpp); the shared
 // simulation has a lock of its own (adaptive_sim below). Exception safety: the store's
