@@ -148,7 +148,8 @@ class sharded_store {
   // simulation for the store besides (about 30 KiB, at most about 230 KiB); random's and ttl's
   // index arrays, 4 bytes per entry of max_entries. The other policies, and every policy under a
   // weight bound alone, take nothing more until entries arrive; entries (slab nodes, table slots)
-  // are allocated as they arrive. Throws std::bad_alloc.
+  // are allocated as they arrive (a shard with an entry bound reserves its node block at its first
+  // insert and touches it as entries arrive: detail/slab.hpp). Throws std::bad_alloc.
   explicit sharded_store(options_type opts, Clock clock = Clock{}, Hash hash = Hash{},
                          KeyEqual eq = KeyEqual{})
       : opts_(std::move(opts)),

@@ -7,15 +7,23 @@
 // keeps the store under 48 bytes of overhead per entry with a TTL and a weight on (see
 // bench/RESULTS.md).
 //
-// The slab is a list of chunks whose sizes double (16, 32, 64, ...), so index -> (chunk, offset) is
-// two shifts and no chunk is ever reallocated; when the shard's entry bound is known the last chunk
-// is cut to fit it, so a full shard wastes no slots. Freed nodes form a LIFO free list threaded
-// through their `hash` field; a free node has deadline == k_free. Slots [0, high_water) have been
-// handed out at least once; the expiry sweep and for_each walk that range.
+// A shard with an entry bound takes one flat block for its first min(bound, k_flat_max) slots at
+// its first insert: index -> node is then one compare and one multiply, which is most of what an
+// LRU hit's bookkeeping costs (every hook it touches is reached by index; the chunked lookup
+// below took about a sixth of an LRU hit's instructions, bench/RESULTS.md). The block is raw
+// storage and a node is constructed in it when its slot is first handed out, so the pages behind
+// it are touched in slot order as entries arrive (the OS backs them then; what the block reserves
+// beyond that is address space). Slots past the flat block, and every slot of a shard without an
+// entry bound, live in chunks whose sizes double (16, 32, 64, ...), so index -> (chunk, offset) is
+// two shifts and no chunk is ever reallocated; when the bound is known the last chunk is cut to
+// fit it, so a full shard wastes no slots. Freed nodes form a LIFO free list threaded through
+// their `hash` field; a free node has deadline == k_free. Slots [0, high_water) have been handed
+// out at least once; the expiry sweep and for_each walk that range.
 //
 // `key` and `value` are alive exactly while the node is in use; the metadata is always alive.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstddef>
@@ -24,6 +32,7 @@
 #include <memory>
 #include <new>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 
 namespace cachet::detail {
@@ -66,7 +75,9 @@ class slab {
   // `bound` = most nodes ever live at once (0 = unknown), used to size the last chunk.
   explicit slab(std::size_t bound = 0) noexcept : bound_(bound) {}
   slab(slab&& o) noexcept
-      : chunks_(std::exchange(o.chunks_, {})),
+      : flat_(std::exchange(o.flat_, nullptr)),
+        flat_n_(std::exchange(o.flat_n_, 0)),
+        chunks_(std::exchange(o.chunks_, {})),
         allocated_(std::exchange(o.allocated_, 0)),
         high_water_(std::exchange(o.high_water_, 0)),
         free_head_(std::exchange(o.free_head_, npos)),
@@ -74,6 +85,9 @@ class slab {
   slab& operator=(slab&& o) noexcept {
     if (this != &o) {
       destroy_all();
+      release_flat();
+      flat_ = std::exchange(o.flat_, nullptr);
+      flat_n_ = std::exchange(o.flat_n_, 0);
       chunks_ = std::exchange(o.chunks_, {});
       allocated_ = std::exchange(o.allocated_, 0);
       high_water_ = std::exchange(o.high_water_, 0);
@@ -82,10 +96,15 @@ class slab {
     }
     return *this;
   }
-  ~slab() { destroy_all(); }
+  ~slab() {
+    destroy_all();
+    release_flat();
+  }
 
   node_type& operator[](index_t i) noexcept {
-    const std::uint64_t j = std::uint64_t{i} + k_first;
+    if (i < flat_n_) [[likely]]
+      return flat_[i];
+    const std::uint64_t j = std::uint64_t{i} - flat_n_ + k_first;
     const int c = std::bit_width(j) - 1 - k_first_log2;
     return chunks_[c][j - (k_first << c)];
   }
@@ -107,6 +126,7 @@ class slab {
       return i;
     }
     if (high_water_ == allocated_) grow();
+    if (high_water_ < flat_n_) ::new (static_cast<void*>(flat_ + high_water_)) node_type();
     return high_water_++;
   }
 
@@ -118,6 +138,10 @@ class slab {
     free_head_ = i;
   }
 
+  // The most slots the flat block holds (48 MiB of 48-byte nodes); a larger bound continues in
+  // chunks, so a huge bound never asks for one huge block.
+  static constexpr std::size_t k_flat_max = std::size_t{1} << 20;
+
   index_t high_water() const noexcept { return high_water_; }
   std::size_t allocated_bytes() const noexcept { return allocated_ * sizeof(node_type); }
 
@@ -127,8 +151,17 @@ class slab {
   static constexpr int k_max_chunks = 33;
 
   void grow() {
+    if (allocated_ == 0 && bound_ != 0) {
+      const std::size_t n = std::min(bound_, std::min(k_flat_max, k_max_shard_entries));
+      flat_ = static_cast<node_type*>(
+          ::operator new (n * sizeof(node_type), std::align_val_t{alignof(node_type)}));
+      flat_n_ = n;
+      allocated_ = n;
+      return;
+    }
     const int c =
-        static_cast<int>(std::bit_width(std::uint64_t{allocated_} + k_first) - 1) - k_first_log2;
+        static_cast<int>(std::bit_width(std::uint64_t{allocated_ - flat_n_} + k_first) - 1) -
+        k_first_log2;
     std::size_t n = static_cast<std::size_t>(k_first << c);
     if (bound_ != 0) {
       // A chunk cut to the bound is the last one: an index past it would land outside it.
@@ -149,9 +182,24 @@ class slab {
         n.deadline = k_free;
       }
     }
+    // The flat block's nodes were constructed one by one (allocate()): end them likewise. (The
+    // chunks' nodes end with their arrays.)
+    if constexpr (!std::is_trivially_destructible_v<node_type>) {
+      const std::size_t built = std::min<std::size_t>(high_water_, flat_n_);
+      for (std::size_t i = 0; i < built; ++i) flat_[i].~node_type();
+    }
     high_water_ = 0;
   }
+  // Returns the flat block, whose nodes destroy_all() has ended.
+  void release_flat() noexcept {
+    if (flat_ == nullptr) return;
+    ::operator delete (static_cast<void*>(flat_), std::align_val_t{alignof(node_type)});
+    flat_ = nullptr;
+    flat_n_ = 0;
+  }
 
+  node_type* flat_ = nullptr;  // slots [0, flat_n_), constructed up to high_water
+  std::size_t flat_n_ = 0;
   std::array<std::unique_ptr<node_type[]>, k_max_chunks> chunks_{};
   std::size_t allocated_ = 0;
   index_t high_water_ = 0;
