@@ -182,9 +182,9 @@ class slab {
         n.deadline = k_free;
       }
     }
-    // The flat block's nodes were constructed one by one (allocate()): end them likewise. (The
-    // chunks' nodes end with their arrays.)
-    if constexpr (!std::is_trivially_destructible_v<node_type>) {
+    // The flat block's nodes were constructed one by one (allocate()): end them likewise (a node's
+    // own destructor is empty; its hook's may not be). The chunks' nodes end with their arrays.
+    if constexpr (!std::is_trivially_destructible_v<Hook>) {
       const std::size_t built = std::min<std::size_t>(high_water_, flat_n_);
       for (std::size_t i = 0; i < built; ++i) flat_[i].~node_type();
     }
