@@ -63,6 +63,7 @@
 #include <vector>
 
 #include "cachet/clock.hpp"
+#include "cachet/detail/reader_gate.hpp"
 #include "cachet/detail/saturate.hpp"
 #include "cachet/detail/slab.hpp"
 #include "cachet/detail/spin_mutex.hpp"
@@ -202,7 +203,8 @@ class sharded_store {
   std::optional<V> get(const key_arg<Q>& key) {
     const std::uint64_t h = hash_of(key);
     shard& s = shard_for(h);
-    std::unique_lock<detail::spin_mutex> lock(s.mu);
+    if (std::optional<V> hit = gated_hit<Q>(s, key, h)) return hit;
+    std::unique_lock<detail::reader_gate> lock(s.mu);
     auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
     if (it == s.table.end()) {
       s.misses.add();
@@ -400,7 +402,7 @@ class sharded_store {
   std::size_t pinned_count() const {
     std::size_t n = 0;
     for (std::size_t k = 0; k < shard_count_; ++k) {
-      std::lock_guard<detail::spin_mutex> g(shards_[k].mu);
+      std::lock_guard<detail::reader_gate> g(shards_[k].mu);
       n += shards_[k].pinned.size();
     }
     return n;
@@ -436,7 +438,7 @@ class sharded_store {
     removal_buffer out;
     bool erased = false;
     {
-      std::lock_guard<detail::spin_mutex> g(s.mu);
+      std::lock_guard<detail::reader_gate> g(s.mu);
       auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
       if (it != s.table.end()) {
         const detail::index_t i = *it;
@@ -604,7 +606,7 @@ class sharded_store {
       shard& s = shards_[k];
       slab_type old(0);
       {
-        std::lock_guard<detail::spin_mutex> g(s.mu);
+        std::lock_guard<detail::reader_gate> g(s.mu);
         s.cleared.add(s.size.get());
         old = std::move(s.nodes);  // s.nodes is left empty, with its bound
         s.table.clear();
@@ -655,7 +657,7 @@ class sharded_store {
         if (!doomed.empty()) {
           removal_buffer out;
           try {
-            std::lock_guard<detail::spin_mutex> g(s.mu);
+            std::lock_guard<detail::reader_gate> g(s.mu);
             for (const snapshot_entry* e : doomed) {
               const detail::index_t i = e->index;
               if (e->epoch != s.epoch || s.nodes[i].deadline == detail::k_free ||
@@ -737,7 +739,7 @@ class sharded_store {
       shard& s = shards_[k];
       removal_buffer out;
       try {
-        std::lock_guard<detail::spin_mutex> g(s.mu);
+        std::lock_guard<detail::reader_gate> g(s.mu);
         if (s.ttl_entries != 0) reclaimed += sweep(s, s.nodes.high_water(), now(), out);
       } catch (...) {  // std::bad_alloc from `out`: what it holds was reclaimed all the same
         err.run([&] { notify(out); });
@@ -834,7 +836,7 @@ class sharded_store {
     cache_stats st;
     for (std::size_t k = 0; k < shard_count_; ++k) {
       const shard& s = shards_[k];
-      st.hits += s.hits.get();
+      st.hits += s.hits.get() + s.mu.hits();
       st.misses += s.misses.get();
       st.inserts += s.inserts.get();
       st.updates += s.updates.get();
@@ -928,7 +930,8 @@ class sharded_store {
 
   struct alignas(64) shard {
     shard(const sharded_store* owner, std::size_t cap, std::uint64_t max_w, std::uint64_t seed)
-        : table(0, slot_hash{&nodes}, slot_eq{&nodes, &owner->eq_}),
+        : mu(detail::reader_gate::default_stripes(), &shard::deliver_hit, this),
+          table(0, slot_hash{&nodes}, slot_eq{&nodes, &owner->eq_}),
           nodes(cap),
           policy(&nodes, policy_init{cap, seed, owner->policy_shared_.get()}),
           capacity(cap),
@@ -939,9 +942,15 @@ class sharded_store {
                                                        owner->opts_.max_pinned_fraction)),
           written_at(owner->opts_.track_age ? std::make_unique<std::int64_t[]>(cap) : nullptr) {}
 
+    // The gate's drain callback: a hit recorded on the gate reaches the policy (under the lock;
+    // the entry is still in place, detail/reader_gate.hpp).
+    static void deliver_hit(void* self, std::uint32_t i) noexcept {
+      if constexpr (!policy_type::access_is_noop) static_cast<shard*>(self)->policy.on_access(i);
+    }
+
     // What a hit touches comes first, on as few cache lines as possible: the lock, the hit and
     // miss counters, the table header. (With many shards, these lines compete for L1.)
-    detail::spin_mutex mu;
+    detail::reader_gate mu;
     // k_hit_* bits: what a hit must do beyond telling the policy (under `mu`, on its line).
     std::uint8_t hit_flags = 0;
     detail::locked_counter hits, misses;
@@ -1162,7 +1171,7 @@ class sharded_store {
     removal_buffer out;
     put_result r;
     try {
-      std::lock_guard<detail::spin_mutex> g(s.mu);
+      std::lock_guard<detail::reader_gate> g(s.mu);
       r = body(s, h, w, deadline, out);
     } catch (...) {
       notify_before_rethrow(out);
@@ -1294,7 +1303,7 @@ class sharded_store {
     version v;
     removal_buffer out;
     {
-      std::lock_guard<detail::spin_mutex> g(s.mu);
+      std::lock_guard<detail::reader_gate> g(s.mu);
       v.epoch = s.epoch;
       auto it = s.table.find(probe_key<K>{&key, low32(h)});
       if (it != s.table.end()) {
@@ -1331,7 +1340,7 @@ class sharded_store {
     bool unchanged = false;
     put_result written = put_result::rejected_stale;
     try {
-      std::lock_guard<detail::spin_mutex> g(s.mu);
+      std::lock_guard<detail::reader_gate> g(s.mu);
       auto it = s.table.find(probe_key<K>{&key, low32(h)});
       const bool live = it != s.table.end() && !expired(s.nodes[*it]);
       if (s.epoch == seen.epoch) {
@@ -1446,7 +1455,7 @@ class sharded_store {
       shard& sh = shards_[k];
       removal_buffer out;
       try {
-        std::lock_guard<detail::spin_mutex> g(sh.mu);
+        std::lock_guard<detail::reader_gate> g(sh.mu);
         set_bounds(sh, k);
         while (!sh.pinned.empty() &&
                ((sh.capacity != 0 && sh.pinned.size() > sh.max_pinned) ||
@@ -1483,6 +1492,44 @@ class sharded_store {
   static void note_pins(shard& s) noexcept {
     s.hit_flags = static_cast<std::uint8_t>((s.hit_flags & ~k_hit_pins) |
                                             (s.pinned.empty() ? 0 : k_hit_pins));
+  }
+
+  // The hit path through the shard's gate (detail/reader_gate.hpp): no lock taken, no line
+  // written but the thread's own stripe. A hit on a live entry of a shard with no hit_flags
+  // returns its value, counted and recorded for the policy; anything else (a miss, an expired
+  // entry, hit_flags set, a writer holding the shard) returns nullopt, and get() takes the lock.
+  // If V's copy, Hash or KeyEqual throws, the reader leaves the gate and nothing has changed.
+  template <class Q>
+  std::optional<V> gated_hit(shard& s, const key_arg<Q>& key, std::uint64_t h) {
+    // A policy that takes hits from concurrent readers (sieve's bit, s3fifo's counter) gets them
+    // at once; the others through the gate's rings.
+    constexpr bool direct = requires(policy_type & p, detail::index_t i) {
+      p.on_access_concurrent(i);
+    };
+    constexpr bool records = !policy_type::access_is_noop && !direct;
+    detail::reader_gate::ticket t;
+    if (!s.mu.enter(t, records)) return std::nullopt;
+    struct leave_on_throw {
+      detail::reader_gate& g;
+      detail::reader_gate::ticket& t;
+      bool armed = true;
+      ~leave_on_throw() {
+        if (armed) g.leave_miss(t);
+      }
+    } guard{s.mu, t};
+    if (s.hit_flags != 0) return std::nullopt;  // read inside: no writer changes it meanwhile
+    auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
+    if (it == s.table.end()) return std::nullopt;
+    const detail::index_t i = *it;
+    const auto& n = s.nodes[i];
+    if (n.deadline != detail::k_never && n.deadline <= now()) return std::nullopt;
+    std::optional<V> result(n.value);
+    guard.armed = false;
+    if constexpr (direct) s.policy.on_access_concurrent(i);
+    s.mu.leave_hit(t, records ? i : detail::reader_gate::k_none);
+    if (t.last) [[unlikely]]
+      s.mu.drain_if_free();
+    return result;
   }
 
   // The rest of a hit when the shard's hit_flags are set: out of line, so a store that pins
@@ -1528,7 +1575,7 @@ class sharded_store {
     removal_buffer out;
     bool found = false;
     {
-      std::lock_guard<detail::spin_mutex> g(s.mu);
+      std::lock_guard<detail::reader_gate> g(s.mu);
       auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
       if (it != s.table.end()) {
         const detail::index_t i = *it;
@@ -1592,7 +1639,7 @@ class sharded_store {
   // notifies.
   [[gnu::noinline]] void expire_and_unlock(shard& s, typename table_type::iterator it,
                                            detail::index_t i,
-                                           std::unique_lock<detail::spin_mutex>& lock) {
+                                           std::unique_lock<detail::reader_gate>& lock) {
     removal_buffer out;
     remove_at(s, it, i, removal_cause::expired, out);
     lock.unlock();
@@ -1675,7 +1722,7 @@ class sharded_store {
       shard& sh = shards_[k];
       std::vector<std::pair<K, V>>& mine = per[k];
       const std::int64_t t = now();
-      std::lock_guard<detail::spin_mutex> g(sh.mu);
+      std::lock_guard<detail::reader_gate> g(sh.mu);
       sh.policy.walk(coldest_first, [&](detail::index_t i) {
         const auto& nd = sh.nodes[i];
         if (nd.deadline != detail::k_never && nd.deadline <= t) return true;  // expired
@@ -1696,7 +1743,7 @@ class sharded_store {
   bool snapshot(shard& s, detail::index_t& pos, std::vector<snapshot_entry>& batch) {
     batch.clear();
     const std::int64_t t = now();
-    std::lock_guard<detail::spin_mutex> g(s.mu);
+    std::lock_guard<detail::reader_gate> g(s.mu);
     const detail::index_t hw = s.nodes.high_water();
     for (; pos < hw && batch.size() < k_snapshot_batch; ++pos) {
       const auto& n = s.nodes[pos];

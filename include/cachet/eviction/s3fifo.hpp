@@ -63,6 +63,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -287,6 +288,13 @@ struct s3fifo_policy {
     void on_access(detail::index_t i) noexcept {
       std::uint8_t& f = n_->hook(i).freq;
       if (f < FreqCap) ++f;
+    }
+    // A hit from a reader inside the store's gate (detail/reader_gate.hpp): no writer runs
+    // meanwhile; two readers raising the same counter at once may raise it once.
+    void on_access_concurrent(detail::index_t i) noexcept {
+      std::atomic_ref<std::uint8_t> f(n_->hook(i).freq);
+      const std::uint8_t v = f.load(std::memory_order_relaxed);
+      if (v < FreqCap) f.store(static_cast<std::uint8_t>(v + 1), std::memory_order_relaxed);
     }
     void on_update(detail::index_t i) noexcept { on_access(i); }
     void on_remove(detail::index_t i) noexcept {

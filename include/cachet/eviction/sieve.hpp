@@ -25,6 +25,7 @@
 // Example: cachet::sharded_store<std::string, std::string, cachet::sieve> s({.max_entries = 1000});
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "cachet/eviction.hpp"
@@ -47,6 +48,12 @@ struct sieve {
     void on_access(detail::index_t i) noexcept {
       std::uint8_t& v = n_->hook(i).visited;
       if (v == 0) v = 1;  // skip the store when already set: a hot entry's line stays clean
+    }
+    // A hit from a reader inside the store's gate (detail/reader_gate.hpp): other readers may
+    // set the same bit at the same time, no writer runs meanwhile; a set bit is left alone.
+    void on_access_concurrent(detail::index_t i) noexcept {
+      std::atomic_ref<std::uint8_t> v(n_->hook(i).visited);
+      if (v.load(std::memory_order_relaxed) == 0) v.store(1, std::memory_order_relaxed);
     }
     void on_update(detail::index_t i) noexcept { on_access(i); }
     void on_remove(detail::index_t i) noexcept {
