@@ -25,14 +25,14 @@
 // section to end, always finds the ring complete; it hands every recorded index to the drain
 // callback (set at construction) before it changes anything, so an index handed over names the
 // entry that was hit, still in place. A reader that took a stripe's last slot drains the rings
-// itself after leaving, under the lock but without excluding readers (drain_lock()): such a drain
-// stops at a slot claimed and not yet filled and leaves it to the next one. A full ring drops the
-// hit for the policy (still counted as a hit): under contention a policy sees a sample of the hits;
-// with one thread, a ring is drained the moment its last slot is taken, so nothing is dropped and
-// the policy sees every hit, in order, before any write.
+// itself after leaving, under the lock but without excluding readers (drain_if_free()): such a
+// drain stops at a slot claimed and not yet filled and leaves it to the next one. A full ring drops
+// the hit for the policy (still counted as a hit): under contention a policy sees a sample of the
+// hits; with one thread, a ring is drained the moment its last slot is taken, so nothing is dropped
+// and the policy sees every hit, in order, before any write.
 //
 // Thread safety: enter/leave_*, hits() and the drain callback's registration before use are for any
-// thread; lock()/try_lock()/unlock() and drain_lock()/drain_unlock() are a mutex's (not recursive:
+// thread; lock()/try_lock()/unlock() are a mutex's (not recursive:
 // a thread inside a read section must leave it before it locks). Exception safety: the constructor
 // throws std::bad_alloc; nothing else throws (the drain callback must not).
 //
@@ -46,16 +46,17 @@
 //           writer flag == 0?                               [seq_cst load]  else leave: out
 //   leave:  slot[tail % k_ring] = index (if the claim was within the ring) [release]
 //           state += 1 hit - 1 reader                       [release RMW]
-//   lock:   mutex; writer = 1 [seq_cst]; each stripe: wait for 0 readers [seq_cst loads]; drain
-//   unlock: writer = 0 [release]; mutex
+//   lock:   lock word 0 -> writer [seq_cst CAS]; each stripe: wait for 0 readers [seq_cst
+//           loads], drain it
+//   unlock: lock word -> 0 [release exchange]; wake a sleeper if one may wait
 //
-// Why a writer and a reader never overlap: the reader's RMW and flag load and the writer's flag
-// store and stripe loads are all seq_cst, so in their single total order either the reader's RMW
-// comes first (the writer's scan sees the reader and waits for its leave) or the writer's store
-// does (the reader's load sees the flag and leaves without reading). The leave's release and the
-// scan's acquire order the reader's reads before the writer's writes; the unlock's release store
-// of the flag and a later reader's load order the writer's writes before that reader's reads.
-// ThreadSanitizer sees these edges (no fences).
+// Why a writer and a reader never overlap: the reader's RMW and flag load and the writer's CAS
+// of the lock word and stripe loads are all seq_cst, so in their single total order either the
+// reader's RMW comes first (the writer's scan sees the reader and waits for its leave) or the
+// writer's store does (the reader's load sees the flag and leaves without reading). The leave's
+// release and the scan's acquire order the reader's reads before the writer's writes; the unlock's
+// release exchange of the lock word and a later reader's load order the writer's writes before that
+// reader's reads. ThreadSanitizer sees these edges (no fences).
 #pragma once
 
 #include <algorithm>
@@ -72,11 +73,15 @@ namespace cachet::detail {
 
 // The calling thread's gate stripe number: threads are numbered in the order they first read
 // through any gate, so the first N threads land on N different stripes of an N-stripe gate (a
-// random pick put two threads on one stripe half the time with two stripes).
-inline std::uint32_t gate_thread_number() noexcept {
-  static std::atomic<std::uint32_t> next{0};
-  thread_local const std::uint32_t mine = next.fetch_add(1, std::memory_order_relaxed);
-  return mine;
+// random pick put two threads on one stripe half the time with two stripes). A thread that finds
+// another reader inside its stripe takes the next unused number (gate_move_thread()), so two
+// threads that keep meeting drift apart, as Caffeine's striped buffers rehash a thread's probe.
+inline std::atomic<std::uint32_t> gate_next_number{0};
+inline thread_local std::uint32_t tl_gate_number =
+    gate_next_number.fetch_add(1, std::memory_order_relaxed);
+inline std::uint32_t gate_thread_number() noexcept { return tl_gate_number; }
+inline void gate_move_thread() noexcept {
+  tl_gate_number = gate_next_number.fetch_add(1, std::memory_order_relaxed);
 }
 
 class reader_gate {
@@ -120,13 +125,15 @@ class reader_gate {
         s.state.fetch_add(claim ? k_reader + k_tail : k_reader, std::memory_order_seq_cst);
     t.stripe = &s;
     t.claimed = claim;
+    if ((old & 0xFFFF) != 0) [[unlikely]]
+      gate_move_thread();  // another reader shares it
     if (claim) {
       t.tail = static_cast<std::uint32_t>(old >> 16) & 0xFFFF;
       const std::uint32_t used = (t.tail - s.head.load(std::memory_order_acquire)) & 0xFFFF;
       t.room = used < k_ring ? k_ring - used : 0;
       t.last = t.room == 1;
     }
-    if (writer_.load(std::memory_order_seq_cst) != 0) [[unlikely]] {
+    if ((lock_.load(std::memory_order_seq_cst) & k_writer) != 0) [[unlikely]] {
       leave_miss(t);
       return false;
     }
@@ -153,24 +160,35 @@ class reader_gate {
   }
   // After a leave whose ticket says `last`: drains the rings if no one holds the lock.
   void drain_if_free() noexcept {
-    if (!mu_.try_lock()) return;
+    std::uint32_t expected = 0;
+    if (!lock_.compare_exchange_strong(expected, k_drainer, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) {
+      return;
+    }
     drain(false);
-    mu_.unlock();
+    unlock();
   }
 
   // ---- writers (BasicLockable): exclusive, readers drained first
   void lock() noexcept {
-    mu_.lock();
+    std::uint32_t expected = 0;
+    if (!lock_.compare_exchange_strong(expected, k_writer, std::memory_order_seq_cst,
+                                       std::memory_order_relaxed)) {
+      lock_slow();
+    }
     exclude();
   }
   bool try_lock() noexcept {
-    if (!mu_.try_lock()) return false;
+    std::uint32_t expected = 0;
+    if (!lock_.compare_exchange_strong(expected, k_writer, std::memory_order_seq_cst,
+                                       std::memory_order_relaxed)) {
+      return false;
+    }
     exclude();
     return true;
   }
   void unlock() noexcept {
-    writer_.store(0, std::memory_order_release);
-    mu_.unlock();
+    if ((lock_.exchange(0, std::memory_order_release) & k_sleepers) != 0) futex_wake_one(lock_);
   }
 
   // Hits counted by leave_hit(), all stripes together.
@@ -206,16 +224,37 @@ class reader_gate {
   struct alignas(64) stripe {
     std::atomic<std::uint64_t> state{0};
     std::atomic<std::uint32_t> head{0};
-    bool passed_over = false;  // under mu_: a drain passed a claimed slot not yet filled
+    bool passed_over = false;  // under the lock: a drain passed a claimed slot not yet filled
     alignas(64) std::atomic<std::uint32_t> slots[k_ring];
     stripe() noexcept {
       for (auto& x : slots) x.store(k_empty, std::memory_order_relaxed);
     }
   };
 
-  // Under mu_: raises the flag, waits out the readers inside, drains.
+  // The lock word: 0 free; k_writer: a writer holds it (readers stay out); k_drainer: a reader's
+  // drain holds it (readers go on); k_sleepers: a thread may sleep on it. The seq_cst CAS that
+  // sets k_writer is the writer's half of the handshake with enter().
+  static constexpr std::uint32_t k_writer = 1, k_drainer = 2, k_sleepers = 4;
+
+  void lock_slow() noexcept {
+    for (std::uint32_t spent = 0, backoff = 1; spent < 1024;
+         spent += backoff, backoff = backoff < 64 ? 2 * backoff : 64) {
+      for (std::uint32_t i = 0; i < backoff; ++i) cpu_relax();
+      std::uint32_t s = lock_.load(std::memory_order_relaxed);
+      if (s == 0 && lock_.compare_exchange_weak(s, k_writer, std::memory_order_seq_cst,
+                                                std::memory_order_relaxed)) {
+        return;
+      }
+    }
+    // Held, maybe with sleepers: take it as "writer, maybe sleepers" (so this thread's unlock
+    // wakes the next), or sleep until the holder's unlock wakes us.
+    while (lock_.exchange(k_writer | k_sleepers, std::memory_order_seq_cst) != 0) {
+      futex_wait(lock_, k_writer | k_sleepers);
+    }
+  }
+
+  // Holding the lock as a writer: waits out the readers inside each stripe, then drains it.
   void exclude() noexcept {
-    writer_.store(1, std::memory_order_seq_cst);
     for (std::size_t k = 0; k <= mask_; ++k) {
       for (std::uint32_t spins = 0;
            (stripes_[k].state.load(std::memory_order_seq_cst) & 0xFFFF) != 0; ++spins) {
@@ -229,9 +268,9 @@ class reader_gate {
     drain(true);
   }
 
-  // Under mu_. `exclusive`: no reader is inside, so every slot claimed within the ring is filled
-  // (k_skip or an index), and the rings end empty. Otherwise a claimed slot not yet filled is
-  // passed over (its hit is lost to the policy); its reader may fill it after this drain moved
+  // Under the lock. `exclusive`: no reader is inside, so every slot claimed within the ring is
+  // filled (k_skip or an index), and the rings end empty. Otherwise a claimed slot not yet filled
+  // is passed over (its hit is lost to the policy); its reader may fill it after this drain moved
   // past it, so the stripe is marked, and the next exclusive drain empties every slot of it: an
   // index left behind is never delivered after a write.
   void drain(bool exclusive) noexcept {
@@ -266,12 +305,11 @@ class reader_gate {
     }
   }
 
-  spin_mutex mu_;
-  std::atomic<std::uint32_t> writer_{0};
+  std::atomic<std::uint32_t> lock_{0};
   const std::size_t mask_;
   const drain_fn fn_;
   void* const ctx_;
-  std::atomic<std::uint64_t> folded_{0};  // hits folded out of the stripes (under mu_)
+  std::atomic<std::uint64_t> folded_{0};  // hits folded out of the stripes (under the lock)
   std::unique_ptr<stripe[]> stripes_;
 };
 
