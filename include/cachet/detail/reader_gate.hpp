@@ -76,12 +76,15 @@ namespace cachet::detail {
 // random pick put two threads on one stripe half the time with two stripes). A thread that finds
 // another reader inside its stripe takes the next unused number (gate_move_thread()), so two
 // threads that keep meeting drift apart, as Caffeine's striped buffers rehash a thread's probe.
-inline std::atomic<std::uint32_t> gate_next_number{0};
-inline thread_local std::uint32_t tl_gate_number =
-    gate_next_number.fetch_add(1, std::memory_order_relaxed);
-inline std::uint32_t gate_thread_number() noexcept { return tl_gate_number; }
+inline std::atomic<std::uint32_t> gate_next_number{1};
+// 0: not numbered yet. Constant-initialised, so reading it needs no thread_local init guard.
+inline thread_local std::uint32_t tl_gate_number = 0;
 inline void gate_move_thread() noexcept {
   tl_gate_number = gate_next_number.fetch_add(1, std::memory_order_relaxed);
+}
+inline std::uint32_t gate_thread_number() noexcept {
+  if (tl_gate_number == 0) [[unlikely]] gate_move_thread();
+  return tl_gate_number;
 }
 
 class reader_gate {
