@@ -153,3 +153,31 @@ TEST_CASE("reader_gate: readers never see a writer's half-done work; delivered =
   CHECK(g.pending() == 0);
   CHECK(reads >= 3000);
 }
+
+TEST_CASE("reader_gate: hits are sampled while several stripes record, all of them with one",
+          "[reader_gate]") {
+  sink out;
+  reader_gate g(8, &sink::deliver, &out);
+  auto record_three = [&](std::uint32_t base) {
+    for (std::uint32_t i = 0; i < 3; ++i) {
+      reader_gate::ticket t;
+      REQUIRE(g.enter(t, true));
+      g.leave_hit(t, base + i);
+    }
+  };
+  std::thread a(record_three, 10), b(record_three, 20);  // two threads: two stripes
+  a.join();
+  b.join();
+  g.lock();
+  g.unlock();
+  CHECK(out.got.size() == 6);
+  CHECK(g.sample_shift() == 2);  // two recording stripes: one hit in four
+  int sampled = 0;
+  for (int i = 0; i < 64; ++i) sampled += g.sample() ? 1 : 0;
+  CHECK(sampled == 16);
+  record_three(30);  // this thread alone now
+  g.lock();
+  g.unlock();
+  CHECK(g.sample_shift() == 0);
+  for (int i = 0; i < 8; ++i) CHECK(g.sample());
+}

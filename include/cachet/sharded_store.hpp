@@ -1508,7 +1508,8 @@ class sharded_store {
     };
     constexpr bool records = !policy_type::access_is_noop && !direct;
     detail::reader_gate::ticket t;
-    if (!s.mu.enter(t, records)) return std::nullopt;
+    const bool record = records && s.mu.sample();
+    if (!s.mu.enter(t, record)) return std::nullopt;
     struct leave_on_throw {
       detail::reader_gate& g;
       detail::reader_gate::ticket& t;
@@ -1526,7 +1527,7 @@ class sharded_store {
     std::optional<V> result(n.value);
     guard.armed = false;
     if constexpr (direct) s.policy.on_access_concurrent(i);
-    s.mu.leave_hit(t, records ? i : detail::reader_gate::k_none);
+    s.mu.leave_hit(t, record ? i : detail::reader_gate::k_none);
     if (t.last) [[unlikely]]
       s.mu.drain_if_free();
     return result;

@@ -83,7 +83,8 @@ inline void gate_move_thread() noexcept {
   tl_gate_number = gate_next_number.fetch_add(1, std::memory_order_relaxed);
 }
 inline std::uint32_t gate_thread_number() noexcept {
-  if (tl_gate_number == 0) [[unlikely]] gate_move_thread();
+  if (tl_gate_number == 0) [[unlikely]]
+    gate_move_thread();
   return tl_gate_number;
 }
 
@@ -120,6 +121,15 @@ class reader_gate {
   }
 
   // ---- readers
+  // Whether this hit should be recorded for the policy: every one while a single stripe records,
+  // a sample when several do (see drain()).
+  bool sample() const noexcept {
+    const std::uint32_t shift = sample_shift_.load(std::memory_order_relaxed);
+    if (shift == 0) [[likely]]
+      return true;
+    thread_local std::uint32_t tick = 0;
+    return (++tick & ((std::uint32_t{1} << shift) - 1)) == 0;
+  }
   // Enters a read section (claiming a ring slot if `claim`). True: inside, no writer holds the
   // gate until leave_*(). False: a writer holds it; the reader is already out.
   bool enter(ticket& t, bool claim) noexcept {
@@ -203,6 +213,10 @@ class reader_gate {
     return n;
   }
   std::size_t stripes() const noexcept { return mask_ + 1; }
+  // For tests: hits are recorded one in 2^sample_shift().
+  std::uint32_t sample_shift() const noexcept {
+    return sample_shift_.load(std::memory_order_relaxed);
+  }
   // For tests: hits recorded and not yet drained, all stripes together (exact when no reader is
   // inside).
   std::size_t pending() const noexcept {
@@ -277,6 +291,7 @@ class reader_gate {
   // past it, so the stripe is marked, and the next exclusive drain empties every slot of it: an
   // index left behind is never delivered after a write.
   void drain(bool exclusive) noexcept {
+    std::uint32_t recording = 0;  // stripes with hits to deliver: about the readers present
     for (std::size_t k = 0; k <= mask_; ++k) {
       stripe& s = stripes_[k];
       const std::uint64_t state = s.state.load(std::memory_order_acquire);
@@ -289,6 +304,7 @@ class reader_gate {
       const std::uint32_t head = s.head.load(std::memory_order_relaxed);
       const std::uint32_t used = (tail - head) & 0xFFFF;
       const std::uint32_t n = used < k_ring ? used : k_ring;
+      if (used != 0) ++recording;
       for (std::uint32_t j = 0; j < n; ++j) {
         std::atomic<std::uint32_t>& slot = s.slots[(head + j) & (k_ring - 1)];
         const std::uint32_t v = slot.load(std::memory_order_acquire);
@@ -306,13 +322,24 @@ class reader_gate {
         s.passed_over = false;
       }
     }
+    // With R stripes recording, readers record one hit in 2^(ceil(log2 R) + 1): the policy's work
+    // per second stays about one thread's. One stripe: every hit.
+    if (recording != 0) {
+      const std::uint32_t shift =
+          recording <= 1 ? 0 : static_cast<std::uint32_t>(std::bit_width(recording - 1)) + 1;
+      if (sample_shift_.load(std::memory_order_relaxed) != shift) {
+        sample_shift_.store(shift, std::memory_order_relaxed);
+      }
+    }
   }
 
   std::atomic<std::uint32_t> lock_{0};
   const std::size_t mask_;
   const drain_fn fn_;
   void* const ctx_;
-  std::atomic<std::uint64_t> folded_{0};  // hits folded out of the stripes (under the lock)
+  std::atomic<std::uint64_t> folded_{0};
+  std::atomic<std::uint32_t> sample_shift_{0};  // record one hit in 2^shift (drain() sets it)  //
+                                                // hits folded out of the stripes (under the lock)
   std::unique_ptr<stripe[]> stripes_;
 };
 
