@@ -1500,7 +1500,8 @@ class sharded_store {
   // entry, hit_flags set, a writer holding the shard) returns nullopt, and get() takes the lock.
   // If V's copy, Hash or KeyEqual throws, the reader leaves the gate and nothing has changed.
   template <class Q>
-  std::optional<V> gated_hit(shard& s, const key_arg<Q>& key, std::uint64_t h) {
+  [[gnu::always_inline]] std::optional<V> gated_hit(shard& s, const key_arg<Q>& key,
+                                                    std::uint64_t h) {
     // A policy that takes hits from concurrent readers (sieve's bit, s3fifo's counter) gets them
     // at once; the others through the gate's rings.
     constexpr bool direct = requires(policy_type & p, detail::index_t i) {

@@ -123,7 +123,7 @@ class reader_gate {
   // ---- readers
   // Whether this hit should be recorded for the policy: every one while a single stripe records,
   // a sample when several do (see drain()).
-  bool sample() const noexcept {
+  [[gnu::always_inline]] bool sample() const noexcept {
     const std::uint32_t shift = sample_shift_.load(std::memory_order_relaxed);
     if (shift == 0) [[likely]]
       return true;
@@ -132,7 +132,7 @@ class reader_gate {
   }
   // Enters a read section (claiming a ring slot if `claim`). True: inside, no writer holds the
   // gate until leave_*(). False: a writer holds it; the reader is already out.
-  bool enter(ticket& t, bool claim) noexcept {
+  [[gnu::always_inline]] bool enter(ticket& t, bool claim) noexcept {
     stripe& s = stripes_[gate_thread_number() & mask_];
     const std::uint64_t old =
         s.state.fetch_add(claim ? k_reader + k_tail : k_reader, std::memory_order_seq_cst);
@@ -153,7 +153,7 @@ class reader_gate {
     return true;
   }
   // Leaves after a hit: records `index` (unless k_none) in the claimed slot, counts the hit.
-  void leave_hit(ticket& t, std::uint32_t index) noexcept {
+  [[gnu::always_inline]] void leave_hit(ticket& t, std::uint32_t index) noexcept {
     stripe& s = *static_cast<stripe*>(t.stripe);
     if (t.claimed && t.room != 0) {
       s.slots[t.tail & (k_ring - 1)].store(index == k_none ? k_skip : index,
@@ -164,7 +164,7 @@ class reader_gate {
       t.last = true;  // the hit count is half way to wrapping
   }
   // Leaves without a hit (the key was absent or expired, or a writer came).
-  void leave_miss(ticket& t) noexcept {
+  [[gnu::always_inline]] void leave_miss(ticket& t) noexcept {
     stripe& s = *static_cast<stripe*>(t.stripe);
     if (t.claimed && t.room != 0) {
       s.slots[t.tail & (k_ring - 1)].store(k_skip, std::memory_order_release);
@@ -270,19 +270,24 @@ class reader_gate {
     }
   }
 
-  // Holding the lock as a writer: waits out the readers inside each stripe, then drains it.
+  // Holding the lock as a writer: waits out the readers inside each stripe, then drains it (one
+  // pass; one load of a stripe's state when no reader is inside and nothing was recorded).
   void exclude() noexcept {
+    std::uint32_t recording = 0;
     for (std::size_t k = 0; k <= mask_; ++k) {
-      for (std::uint32_t spins = 0;
-           (stripes_[k].state.load(std::memory_order_seq_cst) & 0xFFFF) != 0; ++spins) {
+      stripe& s = stripes_[k];
+      std::uint64_t state = s.state.load(std::memory_order_seq_cst);
+      for (std::uint32_t spins = 0; (state & 0xFFFF) != 0; ++spins) {
         if (spins < 64) {
           cpu_relax();
         } else {
           std::this_thread::yield();  // a reader inside may have lost its core
         }
+        state = s.state.load(std::memory_order_seq_cst);
       }
+      recording += drain_stripe(s, state, true);
     }
-    drain(true);
+    set_sample(recording);
   }
 
   // Under the lock. `exclusive`: no reader is inside, so every slot claimed within the ring is
@@ -294,42 +299,49 @@ class reader_gate {
     std::uint32_t recording = 0;  // stripes with hits to deliver: about the readers present
     for (std::size_t k = 0; k <= mask_; ++k) {
       stripe& s = stripes_[k];
-      const std::uint64_t state = s.state.load(std::memory_order_acquire);
-      if ((state >> 63) != 0) {  // fold the hits before they wrap (an RMW: no hit is lost)
-        const std::uint64_t h = state >> 32;
-        s.state.fetch_sub(h << 32, std::memory_order_relaxed);
-        folded_.store(folded_.load(std::memory_order_relaxed) + h, std::memory_order_relaxed);
-      }
-      const std::uint32_t tail = static_cast<std::uint32_t>(state >> 16) & 0xFFFF;
-      const std::uint32_t head = s.head.load(std::memory_order_relaxed);
-      const std::uint32_t used = (tail - head) & 0xFFFF;
-      const std::uint32_t n = used < k_ring ? used : k_ring;
-      if (used != 0) ++recording;
-      for (std::uint32_t j = 0; j < n; ++j) {
-        std::atomic<std::uint32_t>& slot = s.slots[(head + j) & (k_ring - 1)];
-        const std::uint32_t v = slot.load(std::memory_order_acquire);
-        if (v == k_empty) {
-          if (!exclusive) s.passed_over = true;
-          continue;
-        }
-        slot.store(k_empty, std::memory_order_relaxed);
-        if (v < k_skip) fn_(ctx_, v);
-      }
-      // Claims past the ring (used > k_ring) were dropped by their readers: pass them too.
-      if (used != 0) s.head.store(tail, std::memory_order_release);
-      if (exclusive && s.passed_over) {  // what late readers filled behind the head
-        for (auto& slot : s.slots) slot.store(k_empty, std::memory_order_relaxed);
-        s.passed_over = false;
-      }
+      recording += drain_stripe(s, s.state.load(std::memory_order_acquire), exclusive);
     }
-    // With R stripes recording, readers record one hit in 2^(ceil(log2 R) + 1): the policy's work
-    // per second stays about one thread's. One stripe: every hit.
-    if (recording != 0) {
-      const std::uint32_t shift =
-          recording <= 1 ? 0 : static_cast<std::uint32_t>(std::bit_width(recording - 1)) + 1;
-      if (sample_shift_.load(std::memory_order_relaxed) != shift) {
-        sample_shift_.store(shift, std::memory_order_relaxed);
+    set_sample(recording);
+  }
+  // Drains one stripe whose state word read `state`; returns 1 if it had hits to deliver.
+  std::uint32_t drain_stripe(stripe& s, std::uint64_t state, bool exclusive) noexcept {
+    const std::uint32_t tail = static_cast<std::uint32_t>(state >> 16) & 0xFFFF;
+    const std::uint32_t head = s.head.load(std::memory_order_relaxed);
+    if (tail == head && (state >> 63) == 0 && !s.passed_over) [[likely]]
+      return 0;
+    if ((state >> 63) != 0) {  // fold the hits before they wrap (an RMW: no hit is lost)
+      const std::uint64_t h = state >> 32;
+      s.state.fetch_sub(h << 32, std::memory_order_relaxed);
+      folded_.store(folded_.load(std::memory_order_relaxed) + h, std::memory_order_relaxed);
+    }
+    const std::uint32_t used = (tail - head) & 0xFFFF;
+    const std::uint32_t n = used < k_ring ? used : k_ring;
+    for (std::uint32_t j = 0; j < n; ++j) {
+      std::atomic<std::uint32_t>& slot = s.slots[(head + j) & (k_ring - 1)];
+      const std::uint32_t v = slot.load(std::memory_order_acquire);
+      if (v == k_empty) {
+        if (!exclusive) s.passed_over = true;
+        continue;
       }
+      slot.store(k_empty, std::memory_order_relaxed);
+      if (v < k_skip) fn_(ctx_, v);
+    }
+    // Claims past the ring (used > k_ring) were dropped by their readers: pass them too.
+    if (used != 0) s.head.store(tail, std::memory_order_release);
+    if (exclusive && s.passed_over) {  // what late readers filled behind the head
+      for (auto& slot : s.slots) slot.store(k_empty, std::memory_order_relaxed);
+      s.passed_over = false;
+    }
+    return used != 0 ? 1 : 0;
+  }
+  // With R stripes recording, readers record one hit in 2^(ceil(log2 R) + 1): the policy's work
+  // per second stays about one thread's. One stripe: every hit.
+  void set_sample(std::uint32_t recording) noexcept {
+    if (recording == 0) return;
+    const std::uint32_t shift =
+        recording <= 1 ? 0 : static_cast<std::uint32_t>(std::bit_width(recording - 1)) + 1;
+    if (sample_shift_.load(std::memory_order_relaxed) != shift) {
+      sample_shift_.store(shift, std::memory_order_relaxed);
     }
   }
 
