@@ -89,6 +89,8 @@
 //   };
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -127,6 +129,22 @@ struct nodes_archetype {
   std::uint32_t hash(index_t) const;
   void prefetch(index_t) const;
 };
+
+// For policies that buffer hits (lru, lfu, w_tinylfu): appends a batch of hit indices to the
+// buffer `pending` (holding `count`), calling `drain()` whenever it fills, as one on_access() per
+// index would.
+template <std::size_t N, class Drain>
+void append_hits(std::array<index_t, N>& pending, std::uint32_t& count, const index_t* idx,
+                 std::uint32_t n, Drain&& drain) noexcept {
+  while (n != 0) {
+    const std::uint32_t take = std::min<std::uint32_t>(n, static_cast<std::uint32_t>(N) - count);
+    std::copy_n(idx, take, pending.begin() + count);
+    count += take;
+    idx += take;
+    n -= take;
+    if (count == N) drain();
+  }
+}
 }  // namespace detail
 
 template <class P>

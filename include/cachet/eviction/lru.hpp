@@ -46,6 +46,10 @@ struct lru {
       pending_[pending_count_++] = i;
       if (pending_count_ == k_buffer) drain();
     }
+    // A batch of hits (the store's reader gate delivers its rings so): as on_access() on each.
+    void on_access_batch(const detail::index_t* idx, std::uint32_t n) noexcept {
+      detail::append_hits(pending_, pending_count_, idx, n, [this] { drain(); });
+    }
     void on_update(detail::index_t i) noexcept {
       drain();
       list_.move_to_front(*n_, i);
