@@ -203,38 +203,9 @@ class sharded_store {
   std::optional<V> get(const key_arg<Q>& key) {
     const std::uint64_t h = hash_of(key);
     shard& s = shard_for(h);
-    if (std::optional<V> hit = gated_hit<Q>(s, key, h)) return hit;
-    std::unique_lock<detail::reader_gate> lock(s.mu);
-    auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
-    if (it == s.table.end()) {
-      s.misses.add();
-      if constexpr (k_has_on_miss) s.policy.on_miss(low32(h));
-      if (opts_.recorder) [[unlikely]] {
-        lock.unlock();
-        opts_.recorder.misses(1);
-      }
-      return std::nullopt;
-    }
-    const detail::index_t i = *it;
-    auto& n = s.nodes[i];
-    if (n.deadline != detail::k_never && n.deadline <= now()) [[unlikely]] {
-      s.misses.add();
-      if constexpr (k_has_on_miss) s.policy.on_miss(low32(h));  // a miss for the sketch too
-      expire_and_unlock(s, it, i, lock);
-      if (opts_.recorder) opts_.recorder.misses(1);
-      return std::nullopt;
-    }
-    std::optional<V> result(n.value);  // copy first: if it throws, nothing has changed
-    if (s.hit_flags == 0) [[likely]] {
-      if constexpr (!policy_type::access_is_noop) s.policy.on_access(i);
-    } else if (flagged_hit(s, i)) {
-      s.hits.add();
-      lock.unlock();
-      opts_.recorder.hits(1);
-      return result;
-    }
-    s.hits.add();
-    return result;
+    if (std::optional<V> hit = gated_hit<Q>(s, key, h)) [[likely]]
+      return hit;
+    return get_locked<Q>(s, key, h);
   }
 
   // True if `key` maps to a live entry. Does not count as a hit or miss and does not touch the
@@ -930,7 +901,7 @@ class sharded_store {
 
   struct alignas(64) shard {
     shard(const sharded_store* owner, std::size_t cap, std::uint64_t max_w, std::uint64_t seed)
-        : mu(detail::reader_gate::default_stripes(), &shard::deliver_hit, this),
+        : mu(detail::reader_gate::default_stripes(), &shard::deliver_hits, this),
           table(0, slot_hash{&nodes}, slot_eq{&nodes, &owner->eq_}),
           nodes(cap),
           policy(&nodes, policy_init{cap, seed, owner->policy_shared_.get()}),
@@ -942,10 +913,16 @@ class sharded_store {
                                                        owner->opts_.max_pinned_fraction)),
           written_at(owner->opts_.track_age ? std::make_unique<std::int64_t[]>(cap) : nullptr) {}
 
-    // The gate's drain callback: a hit recorded on the gate reaches the policy (under the lock;
-    // the entry is still in place, detail/reader_gate.hpp).
-    static void deliver_hit(void* self, std::uint32_t i) noexcept {
-      if constexpr (!policy_type::access_is_noop) static_cast<shard*>(self)->policy.on_access(i);
+    // The gate's drain callback: hits recorded on the gate reach the policy (under the lock;
+    // the entries are still in place, detail/reader_gate.hpp), as one batch where the policy
+    // takes batches.
+    static void deliver_hits(void* self, const std::uint32_t* idx, std::uint32_t n) noexcept {
+      auto& p = static_cast<shard*>(self)->policy;
+      if constexpr (requires { p.on_access_batch(idx, n); }) {
+        p.on_access_batch(idx, n);
+      } else if constexpr (!policy_type::access_is_noop) {
+        for (std::uint32_t k = 0; k < n; ++k) p.on_access(idx[k]);
+      }
     }
 
     // What a hit touches comes first, on as few cache lines as possible: the lock, the hit and
@@ -1494,6 +1471,43 @@ class sharded_store {
                                             (s.pinned.empty() ? 0 : k_hit_pins));
   }
 
+  // get() past the gate (a miss, an expired entry, hit_flags set, a writer in): under the lock.
+  // Out of line, so the gated hit is all that get() inlines.
+  template <class Q>
+  [[gnu::noinline]] std::optional<V> get_locked(shard& s, const key_arg<Q>& key, std::uint64_t h) {
+    std::unique_lock<detail::reader_gate> lock(s.mu);
+    auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
+    if (it == s.table.end()) {
+      s.misses.add();
+      if constexpr (k_has_on_miss) s.policy.on_miss(low32(h));
+      if (opts_.recorder) [[unlikely]] {
+        lock.unlock();
+        opts_.recorder.misses(1);
+      }
+      return std::nullopt;
+    }
+    const detail::index_t i = *it;
+    auto& n = s.nodes[i];
+    if (n.deadline != detail::k_never && n.deadline <= now()) [[unlikely]] {
+      s.misses.add();
+      if constexpr (k_has_on_miss) s.policy.on_miss(low32(h));  // a miss for the sketch too
+      expire_and_unlock(s, it, i, lock);
+      if (opts_.recorder) opts_.recorder.misses(1);
+      return std::nullopt;
+    }
+    std::optional<V> result(n.value);  // copy first: if it throws, nothing has changed
+    if (s.hit_flags == 0) [[likely]] {
+      if constexpr (!policy_type::access_is_noop) s.policy.on_access(i);
+    } else if (flagged_hit(s, i)) {
+      s.hits.add();
+      lock.unlock();
+      opts_.recorder.hits(1);
+      return result;
+    }
+    s.hits.add();
+    return result;
+  }
+
   // The hit path through the shard's gate (detail/reader_gate.hpp): no lock taken, no line
   // written but the thread's own stripe. A hit on a live entry of a shard with no hit_flags
   // returns its value, counted and recorded for the policy; anything else (a miss, an expired
@@ -1509,8 +1523,7 @@ class sharded_store {
     };
     constexpr bool records = !policy_type::access_is_noop && !direct;
     detail::reader_gate::ticket t;
-    const bool record = records && s.mu.sample();
-    if (!s.mu.enter(t, record)) return std::nullopt;
+    if (!s.mu.enter(t)) return std::nullopt;
     struct leave_on_throw {
       detail::reader_gate& g;
       detail::reader_gate::ticket& t;
@@ -1528,9 +1541,9 @@ class sharded_store {
     std::optional<V> result(n.value);
     guard.armed = false;
     if constexpr (direct) s.policy.on_access_concurrent(i);
-    s.mu.leave_hit(t, record ? i : detail::reader_gate::k_none);
-    if (t.last) [[unlikely]]
-      s.mu.drain_if_free();
+    const bool record = records && s.mu.sample();
+    if (s.mu.leave_hit(t, record ? i : detail::reader_gate::k_none)) [[unlikely]]
+      s.mu.drain_if_free(t);
     return result;
   }
 

@@ -3,60 +3,72 @@
 //
 // Purpose: every hit used to take its shard's lock, so every core reading the hottest key wrote the
 // same cache line, and two threads read slower than one. With the gate, a reader announces itself
-// on its own stripe (one atomic add on a line that threads on other stripes never write), checks
-// that no writer holds the shard, reads the table and the node in place, and leaves (a second add
-// on the same line). A writer takes the lock, raises the writer flag and waits until every stripe
-// shows no reader inside; from then until it unlocks, no reader is inside and none enters, so the
-// shard's data is the writer's alone, as under a plain mutex. A reader that finds the flag raised
-// leaves at once and takes the lock like a writer (the store's locked path).
+// on its own stripe of the gate (a line no other reader writes), checks that no writer holds the
+// shard, reads the table and the node in place, and leaves. A writer takes the lock, raises the
+// writer flag and waits until every stripe shows no reader inside; from then until it unlocks, no
+// reader is inside and none enters, so the shard's data is the writer's alone, as under a plain
+// mutex. A reader that finds the flag raised leaves at once and takes the lock like a writer (the
+// store's locked path).
 //
-//   reader_gate g(stripes);
+//   reader_gate g(stripes, deliver, context);
 //   reader_gate::ticket t;
-//   if (g.enter(t, /*claim=*/true)) {          // inside: nothing changes the shard
+//   if (g.enter(t)) {                            // inside: nothing changes the shard
 //     ... read; copy the value ...
-//     if (t.last) {...}                          // t claimed the stripe's last ring slot
-//     g.leave_hit(t, node_index);                // records the hit for the policy, counts it
+//     if (g.leave_hit(t, g.sample() ? node_index : reader_gate::k_none)) g.drain_if_free(t);
 //   } else {
 //     std::lock_guard<reader_gate> lock(g);     // a writer is in: the locked path
 //   }
 //
-// The policy hears of hits through a ring of k_ring slots per stripe: the enter that claims a slot
-// and the leave that fills it are inside the reader's section, so a writer, which waits for every
-// section to end, always finds the ring complete; it hands every recorded index to the drain
-// callback (set at construction) before it changes anything, so an index handed over names the
-// entry that was hit, still in place. A reader that took a stripe's last slot drains the rings
-// itself after leaving, under the lock but without excluding readers (drain_if_free()): such a
-// drain stops at a slot claimed and not yet filled and leaves it to the next one. A full ring drops
-// the hit for the policy (still counted as a hit): under contention a policy sees a sample of the
-// hits; with one thread, a ring is drained the moment its last slot is taken, so nothing is dropped
-// and the policy sees every hit, in order, before any write.
+// Owners and guests. A thread takes one of 64 process-wide gate ids the first time it reads through
+// any gate and gives it back when it exits. On a gate of S stripes, the thread with id k < S owns
+// stripe k: it alone writes the stripe's reader flag, ring and hit count, so entering costs one
+// atomic exchange and leaving plain stores. Any other thread (an id >= S, or none left) is a guest
+// on some stripe: it enters and leaves with an atomic add on the stripe's guest word and counts its
+// hits there; it has no ring, and hands a recorded hit to the drain callback itself, before it
+// leaves, if the lock is free (else the hit is dropped for the policy).
 //
-// Thread safety: enter/leave_*, hits() and the drain callback's registration before use are for any
-// thread; lock()/try_lock()/unlock() are a mutex's (not recursive:
-// a thread inside a read section must leave it before it locks). Exception safety: the constructor
-// throws std::bad_alloc; nothing else throws (the drain callback must not).
+// Hits for the policy. An owner records the index of an entry it hit in its stripe's ring of k_ring
+// slots. A ring is emptied into the drain callback (set at construction) by its owner, after a
+// leave that filled it, when the lock is free (drain_if_free(), which holds the lock without
+// excluding readers and touches only the owner's ring); and by every writer, for every stripe,
+// once no reader is inside and before it changes anything, so an index handed over names the entry
+// that was hit, still in place. A full ring drops hits (still counted as hits) until it is drained.
+// With R stripes recording (measured at the drains), sample() lets one hit in 2^(ceil(log2 R) + 1)
+// be recorded, so the policy's work per second stays about one thread's; with one stripe, every
+// hit is recorded and delivered in order, before any write: the policy sees exactly what it would
+// under a plain lock.
+//
+// Thread safety: enter/leave_*/drain_if_free, sample() and hits() are for any thread; a ticket is
+// its thread's. lock()/try_lock()/unlock() are a mutex's (not recursive: a thread inside a read
+// section must leave it before it locks). Exception safety: the constructor throws std::bad_alloc;
+// nothing else throws (the drain callback must not).
 //
 // IMPLEMENTATION DETAILS
-// A stripe is two cache lines: its `state` word (bits 0-15: readers inside; 16-31: ring tail, the
-// claims so far mod 2^16; 32-63: hits, folded into a 64-bit total before they wrap) and `head` (the
-// next slot a drain delivers) on the first, its k_ring 32-bit slots on the second. A thread picks
-// its stripe with read_buffer's per-thread probe.
+// A stripe is one cache line: the owner's flag `inside`, the ring's `tail` (claims so far, owner)
+// and `head` (delivered so far, drains), the guest word (readers inside: bits 0-15; hits: 16-63),
+// the owner's hit count, and the k_ring slots.
 //
-//   enter:  state += 1 reader (+ 1 tail when claiming)   [seq_cst RMW]
-//           writer flag == 0?                               [seq_cst load]  else leave: out
-//   leave:  slot[tail % k_ring] = index (if the claim was within the ring) [release]
-//           state += 1 hit - 1 reader                       [release RMW]
-//   lock:   lock word 0 -> writer [seq_cst CAS]; each stripe: wait for 0 readers [seq_cst
-//           loads], drain it
+//   owner enter:  inside = 1                                   [seq_cst exchange]
+//                 writer flag == 0?                            [seq_cst load]  else inside = 0: out
+//   owner leave:  slot[tail % k_ring] = index, tail + 1 (if recorded and room) ; hits + 1  [plain]
+//                 inside = 0                                   [release store]
+//   guest enter:  guest += 1 reader [seq_cst RMW]; writer flag == 0? [seq_cst load] else out
+//   guest leave:  if recorded: lock word 0 -> drainer [CAS], deliver, unlock (else drop)
+//                 guest += 1 hit - 1 reader                    [release RMW]
+//   lock:   lock word 0 -> writer [seq_cst CAS]; each used stripe: wait until inside == 0 and no
+//           guest is inside [seq_cst loads], then empty its ring
 //   unlock: lock word -> 0 [release exchange]; wake a sleeper if one may wait
 //
-// Why a writer and a reader never overlap: the reader's RMW and flag load and the writer's CAS
-// of the lock word and stripe loads are all seq_cst, so in their single total order either the
-// reader's RMW comes first (the writer's scan sees the reader and waits for its leave) or the
-// writer's store does (the reader's load sees the flag and leaves without reading). The leave's
-// release and the scan's acquire order the reader's reads before the writer's writes; the unlock's
-// release exchange of the lock word and a later reader's load order the writer's writes before that
-// reader's reads. ThreadSanitizer sees these edges (no fences).
+// Why a writer and a reader never overlap: the reader's write to its stripe and flag load, and the
+// writer's CAS of the lock word and stripe loads, are all seq_cst, so in their single total order
+// either the reader's write comes first (the writer's scan sees the reader and waits for its leave)
+// or the writer's CAS does (the reader's load sees the flag and leaves without reading). A stripe
+// enters the writers' scan (the `used_` mask) before its first reader's write. The leave's release
+// and the scan's acquire order the reader's reads (and ring writes) before the writer's writes;
+// the unlock's release exchange and a later reader's load order the writer's writes before that
+// reader's reads. A ring has one producer (its owner, inside a read section) and consumers that
+// hold the lock (a writer, after the owner left; the owner itself, outside a section), so its
+// slots need no atomics. ThreadSanitizer sees these edges (no fences).
 #pragma once
 
 #include <algorithm>
@@ -71,58 +83,86 @@
 
 namespace cachet::detail {
 
-// The calling thread's gate stripe number: threads are numbered in the order they first read
-// through any gate, so the first N threads land on N different stripes of an N-stripe gate (a
-// random pick put two threads on one stripe half the time with two stripes). A thread that finds
-// another reader inside its stripe takes the next unused number (gate_move_thread()), so two
-// threads that keep meeting drift apart, as Caffeine's striped buffers rehash a thread's probe.
-inline std::atomic<std::uint32_t> gate_next_number{1};
-// 0: not numbered yet. Constant-initialised, so reading it needs no thread_local init guard.
-inline thread_local std::uint32_t tl_gate_number = 0;
-inline void gate_move_thread() noexcept {
-  tl_gate_number = gate_next_number.fetch_add(1, std::memory_order_relaxed);
+// ---- gate ids: a thread's stripe number, the same on every gate
+// Bit k: id k is held by a live thread.
+inline std::atomic<std::uint64_t> gate_ids_taken{0};
+// Guest numbers, dealt out in order to threads without an id.
+inline std::atomic<std::uint32_t> gate_next_guest{0};
+// The calling thread's tag: 0 not asked yet; k + 1 for id k; k_guest_tag + n for guest number n.
+// Constant-initialised, so reading it needs no thread_local init guard.
+inline thread_local std::uint32_t tl_gate_tag = 0;
+inline constexpr std::uint32_t k_guest_tag = 1u << 16;
+
+// Gives the thread's id back when the thread ends. Touched only when the id is taken, so the hit
+// path never meets its init guard.
+struct gate_id_holder {
+  std::uint32_t id = 0xFFFFFFFFu;
+  ~gate_id_holder() {
+    if (id == 0xFFFFFFFFu) return;
+    // From now on this thread (its later thread_local destructors) reads as a guest.
+    tl_gate_tag = k_guest_tag + (gate_next_guest.fetch_add(1, std::memory_order_relaxed) & 0xFFFF);
+    gate_ids_taken.fetch_and(~(std::uint64_t{1} << id), std::memory_order_release);
+  }
+};
+inline thread_local gate_id_holder tl_gate_holder;
+
+[[gnu::noinline]] inline std::uint32_t gate_take_tag() noexcept {
+  std::uint64_t m = gate_ids_taken.load(std::memory_order_relaxed);
+  while (m != ~std::uint64_t{0}) {
+    const std::uint64_t bit = ~m & (m + 1);  // the lowest free id
+    if (gate_ids_taken.compare_exchange_weak(m, m | bit, std::memory_order_acquire,
+                                             std::memory_order_relaxed)) {
+      const auto id = static_cast<std::uint32_t>(std::countr_zero(bit));
+      tl_gate_holder.id = id;
+      return tl_gate_tag = id + 1;
+    }
+  }
+  return tl_gate_tag =
+             k_guest_tag + (gate_next_guest.fetch_add(1, std::memory_order_relaxed) & 0xFFFF);
 }
-inline std::uint32_t gate_thread_number() noexcept {
-  if (tl_gate_number == 0) [[unlikely]]
-    gate_move_thread();
-  return tl_gate_number;
+inline std::uint32_t gate_thread_tag() noexcept {
+  const std::uint32_t t = tl_gate_tag;
+  return t != 0 ? t : gate_take_tag();
+}
+// For tests: the calling thread's gate id, or -1 for a guest.
+inline int gate_thread_id() noexcept {
+  const std::uint32_t t = gate_thread_tag();
+  return t < k_guest_tag ? static_cast<int>(t - 1) : -1;
 }
 
 class reader_gate {
  public:
-  static constexpr std::uint32_t k_ring = 16;
+  static constexpr std::uint32_t k_ring = 8;
   static constexpr std::uint32_t k_none = 0xFFFFFFFFu;  // leave_hit(): nothing to record
   static constexpr std::size_t k_max_stripes = 64;
 
-  // What enter() hands to leave_*(): the stripe, and the ring slot claimed.
+  struct stripe;
+  // What enter() hands to leave_*(): the stripe, and whether the thread owns it.
   struct ticket {
-    void* stripe = nullptr;
-    std::uint32_t tail = 0;  // the claim's ring position (mod 2^16)
-    std::uint32_t room = 0;  // free slots when claimed, this one included (0: none, dropped)
-    bool claimed = false;
-    bool last = false;  // this claim took the ring's last free slot: drain after leaving
+    stripe* s = nullptr;
+    bool owner = false;
   };
 
-  using drain_fn = void (*)(void* context, std::uint32_t index) noexcept;
+  // Receives recorded indices, oldest first, `n` of them (1 to k_ring).
+  using drain_fn = void (*)(void* context, const std::uint32_t* indices, std::uint32_t n) noexcept;
 
-  // `stripes`: a power of two in [1, k_max_stripes]. `fn(context, index)` receives every recorded
-  // index at a drain.
+  // `stripes`: a power of two in [1, k_max_stripes]. `fn(context, indices, n)` receives every
+  // recorded index at a drain, a stripe's at a time.
   reader_gate(std::size_t stripes, drain_fn fn, void* context)
       : mask_(stripes - 1), fn_(fn), ctx_(context), stripes_(std::make_unique<stripe[]>(stripes)) {}
   reader_gate(const reader_gate&) = delete;
   reader_gate& operator=(const reader_gate&) = delete;
 
-  // The default stripe count: twice the next power of two >= the hardware threads, in [2, 32]
-  // (a writer reads every stripe's line; twice the cores leaves room for threads that come and
-  // go, since stripes are dealt out in thread order).
+  // The default stripe count: twice the next power of two >= the hardware threads, in [8, 32]
+  // (64 bytes each per shard). Threads beyond it read as guests.
   static std::size_t default_stripes() noexcept {
     const std::size_t hw = std::max<std::size_t>(1, std::thread::hardware_concurrency());
-    return std::min<std::size_t>(2 * std::bit_ceil(hw), 32);
+    return std::clamp<std::size_t>(2 * std::bit_ceil(hw), 8, 32);
   }
 
   // ---- readers
   // Whether this hit should be recorded for the policy: every one while a single stripe records,
-  // a sample when several do (see drain()).
+  // a sample when several do.
   [[gnu::always_inline]] bool sample() const noexcept {
     const std::uint32_t shift = sample_shift_.load(std::memory_order_relaxed);
     if (shift == 0) [[likely]]
@@ -130,55 +170,63 @@ class reader_gate {
     thread_local std::uint32_t tick = 0;
     return (++tick & ((std::uint32_t{1} << shift) - 1)) == 0;
   }
-  // Enters a read section (claiming a ring slot if `claim`). True: inside, no writer holds the
-  // gate until leave_*(). False: a writer holds it; the reader is already out.
-  [[gnu::always_inline]] bool enter(ticket& t, bool claim) noexcept {
-    stripe& s = stripes_[gate_thread_number() & mask_];
-    const std::uint64_t old =
-        s.state.fetch_add(claim ? k_reader + k_tail : k_reader, std::memory_order_seq_cst);
-    t.stripe = &s;
-    t.claimed = claim;
-    if ((old & 0xFFFF) != 0) [[unlikely]]
-      gate_move_thread();  // another reader shares it
-    if (claim) {
-      t.tail = static_cast<std::uint32_t>(old >> 16) & 0xFFFF;
-      const std::uint32_t used = (t.tail - s.head.load(std::memory_order_acquire)) & 0xFFFF;
-      t.room = used < k_ring ? k_ring - used : 0;
-      t.last = t.room == 1;
-    }
+  // Enters a read section. True: inside, no writer holds the gate until leave_*(). False: a
+  // writer holds it; the reader is already out.
+  [[gnu::always_inline]] bool enter(ticket& t) noexcept {
+    const std::uint32_t id = gate_thread_tag() - 1;
+    if (id > mask_) [[unlikely]]
+      return enter_guest(t, id);
+    stripe& s = stripes_[id];
+    mark_used(id);
+    t.s = &s;
+    t.owner = true;
+    s.inside.exchange(1, std::memory_order_seq_cst);
     if ((lock_.load(std::memory_order_seq_cst) & k_writer) != 0) [[unlikely]] {
-      leave_miss(t);
+      s.inside.store(0, std::memory_order_release);
       return false;
     }
     return true;
   }
-  // Leaves after a hit: records `index` (unless k_none) in the claimed slot, counts the hit.
-  [[gnu::always_inline]] void leave_hit(ticket& t, std::uint32_t index) noexcept {
-    stripe& s = *static_cast<stripe*>(t.stripe);
-    if (t.claimed && t.room != 0) {
-      s.slots[t.tail & (k_ring - 1)].store(index == k_none ? k_skip : index,
-                                           std::memory_order_release);
+  // Leaves after a hit: records `index` (unless k_none; owners only) and counts the hit. True:
+  // the ring is full, call drain_if_free(t).
+  [[gnu::always_inline]] bool leave_hit(ticket& t, std::uint32_t index) noexcept {
+    stripe& s = *t.s;
+    if (!t.owner) [[unlikely]] {
+      leave_guest_hit(s, index);
+      return false;
     }
-    const std::uint64_t old = s.state.fetch_add(k_hit - k_reader, std::memory_order_release);
-    if ((old >> 63) != 0) [[unlikely]]
-      t.last = true;  // the hit count is half way to wrapping
+    bool full = false;
+    if (index != k_none) {
+      const std::uint32_t tail = s.tail.load(std::memory_order_relaxed);
+      const std::uint32_t used = tail - s.head.load(std::memory_order_relaxed);
+      if (used < k_ring) {
+        s.slots[tail & (k_ring - 1)] = index;
+        s.tail.store(tail + 1, std::memory_order_relaxed);
+      }
+      full = used + 1 >= k_ring;
+    }
+    s.hits.store(s.hits.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    s.inside.store(0, std::memory_order_release);
+    return full;
   }
   // Leaves without a hit (the key was absent or expired, or a writer came).
   [[gnu::always_inline]] void leave_miss(ticket& t) noexcept {
-    stripe& s = *static_cast<stripe*>(t.stripe);
-    if (t.claimed && t.room != 0) {
-      s.slots[t.tail & (k_ring - 1)].store(k_skip, std::memory_order_release);
+    if (t.owner) [[likely]] {
+      t.s->inside.store(0, std::memory_order_release);
+    } else {
+      t.s->guest.fetch_sub(k_guest_reader, std::memory_order_release);
     }
-    s.state.fetch_sub(k_reader, std::memory_order_release);
   }
-  // After a leave whose ticket says `last`: drains the rings if no one holds the lock.
-  void drain_if_free() noexcept {
+  // After a leave_hit() that returned true: empties the caller's ring if no one holds the lock
+  // (else the ring stays full, and drops hits, until the next drain).
+  void drain_if_free(ticket& t) noexcept {
     std::uint32_t expected = 0;
     if (!lock_.compare_exchange_strong(expected, k_drainer, std::memory_order_acquire,
                                        std::memory_order_relaxed)) {
       return;
     }
-    drain(false);
+    stripe& s = *t.s;
+    if (drain_stripe(s) != 0) count_drain(s);
     unlock();
   }
 
@@ -206,9 +254,10 @@ class reader_gate {
 
   // Hits counted by leave_hit(), all stripes together.
   std::uint64_t hits() const noexcept {
-    std::uint64_t n = folded_.load(std::memory_order_relaxed);
+    std::uint64_t n = 0;
     for (std::size_t k = 0; k <= mask_; ++k) {
-      n += stripes_[k].state.load(std::memory_order_relaxed) >> 32;
+      n += stripes_[k].hits.load(std::memory_order_relaxed) +
+           (stripes_[k].guest.load(std::memory_order_relaxed) >> k_guest_hit_shift);
     }
     return n;
   }
@@ -217,41 +266,94 @@ class reader_gate {
   std::uint32_t sample_shift() const noexcept {
     return sample_shift_.load(std::memory_order_relaxed);
   }
-  // For tests: hits recorded and not yet drained, all stripes together (exact when no reader is
-  // inside).
+  // For tests, with no reader inside: hits recorded and not yet drained, all stripes together.
   std::size_t pending() const noexcept {
     std::size_t n = 0;
     for (std::size_t k = 0; k <= mask_; ++k) {
-      const stripe& s = stripes_[k];
-      const std::uint32_t used =
-          (static_cast<std::uint32_t>(s.state.load(std::memory_order_acquire) >> 16) -
-           s.head.load(std::memory_order_relaxed)) &
-          0xFFFF;
-      n += used < k_ring ? used : k_ring;
+      n += stripes_[k].tail.load(std::memory_order_acquire) -
+           stripes_[k].head.load(std::memory_order_relaxed);
     }
     return n;
   }
 
- private:
-  static constexpr std::uint64_t k_reader = 1, k_tail = std::uint64_t{1} << 16,
-                                 k_hit = std::uint64_t{1} << 32;
-  static constexpr std::uint32_t k_empty = 0xFFFFFFFFu;  // not filled (yet)
-  static constexpr std::uint32_t k_skip = 0xFFFFFFFEu;   // filled with nothing to deliver
-
-  struct alignas(64) stripe {
-    std::atomic<std::uint64_t> state{0};
-    std::atomic<std::uint32_t> head{0};
-    bool passed_over = false;  // under the lock: a drain passed a claimed slot not yet filled
-    alignas(64) std::atomic<std::uint32_t> slots[k_ring];
-    stripe() noexcept {
-      for (auto& x : slots) x.store(k_empty, std::memory_order_relaxed);
+  // For tests: readers inside read sections now, all stripes together.
+  std::uint32_t readers_inside() const noexcept {
+    std::uint32_t n = 0;
+    for (std::size_t k = 0; k <= mask_; ++k) {
+      n += stripes_[k].inside.load(std::memory_order_acquire) +
+           static_cast<std::uint32_t>(stripes_[k].guest.load(std::memory_order_acquire) & 0xFFFF);
     }
-  };
+    return n;
+  }
 
-  // The lock word: 0 free; k_writer: a writer holds it (readers stay out); k_drainer: a reader's
+  struct alignas(64) stripe {              // one cache line
+    std::atomic<std::uint32_t> inside{0};  // the owner is in a read section (owner writes)
+    std::atomic<std::uint32_t> tail{0};    // slots claimed (owner writes)
+    std::atomic<std::uint32_t> head{0};    // slots delivered (drains write, under the lock)
+    std::atomic<std::uint64_t> guest{0};   // guests inside (bits 0-15), their hits (16-63)
+    std::atomic<std::uint64_t> hits{0};    // the owner's hits (owner writes)
+    std::uint32_t slots[k_ring];
+  };
+  static_assert(sizeof(stripe) == 64);
+
+ private:
+  static constexpr std::uint64_t k_guest_reader = 1;
+  static constexpr unsigned k_guest_hit_shift = 16;
+  static constexpr std::uint64_t k_guest_hit = std::uint64_t{1} << k_guest_hit_shift;
+  static constexpr std::uint32_t k_sample_window = 16;  // owner drains per sampling decision
+
+  // The lock word: 0 free; k_writer: a writer holds it (readers stay out); k_drainer: an owner's
   // drain holds it (readers go on); k_sleepers: a thread may sleep on it. The seq_cst CAS that
   // sets k_writer is the writer's half of the handshake with enter().
   static constexpr std::uint32_t k_writer = 1, k_drainer = 2, k_sleepers = 4;
+
+  // A stripe enters the writers' scan before its first reader's write (seq_cst both: a writer whose
+  // scan missed the bit also misses that reader's write).
+  [[gnu::always_inline]] void mark_used(std::uint32_t k) noexcept {
+    const std::uint64_t bit = std::uint64_t{1} << k;
+    if ((used_.load(std::memory_order_seq_cst) & bit) == 0) [[unlikely]]
+      used_.fetch_or(bit, std::memory_order_seq_cst);
+  }
+  // enter() for a thread that owns no stripe of this gate (`id` is past the stripes, or a guest
+  // number): a guest on stripe id mod stripes.
+  [[gnu::noinline]] bool enter_guest(ticket& t, std::uint32_t id) noexcept {
+    const std::uint32_t k = id & static_cast<std::uint32_t>(mask_);
+    stripe& s = stripes_[k];
+    mark_used(k);
+    t.s = &s;
+    t.owner = false;
+    s.guest.fetch_add(k_guest_reader, std::memory_order_seq_cst);
+    if ((lock_.load(std::memory_order_seq_cst) & k_writer) != 0) [[unlikely]] {
+      s.guest.fetch_sub(k_guest_reader, std::memory_order_release);
+      return false;
+    }
+    return true;
+  }
+
+  // Under the lock: one more drain from stripe `s` in this sampling window.
+  void count_drain(const stripe& s) noexcept {
+    drained_ |= std::uint64_t{1} << (&s - stripes_.get());
+    if (++drains_ == k_sample_window) {  // the stripes that drained lately: R
+      set_sample(static_cast<std::uint32_t>(std::popcount(drained_)));
+      drained_ = 0;
+      drains_ = 0;
+    }
+  }
+  // A guest's leave after a hit. A guest has no ring: still inside (so the entry stays in place),
+  // it hands a recorded index to the drain callback itself if the lock is free, holding it as a
+  // drain (readers go on, writers wait), and drops it otherwise.
+  [[gnu::noinline]] void leave_guest_hit(stripe& s, std::uint32_t index) noexcept {
+    if (index != k_none) {
+      std::uint32_t expected = 0;
+      if (lock_.compare_exchange_strong(expected, k_drainer, std::memory_order_acquire,
+                                        std::memory_order_relaxed)) {
+        fn_(ctx_, &index, 1);
+        count_drain(s);
+        unlock();
+      }
+    }
+    s.guest.fetch_add(k_guest_hit - k_guest_reader, std::memory_order_release);
+  }
 
   void lock_slow() noexcept {
     for (std::uint32_t spent = 0, backoff = 1; spent < 1024;
@@ -270,74 +372,54 @@ class reader_gate {
     }
   }
 
-  // Holding the lock as a writer: waits out the readers inside each stripe, then drains it (one
-  // pass; one load of a stripe's state when no reader is inside and nothing was recorded).
+  // Holding the lock as a writer: waits out the readers inside each used stripe, then empties its
+  // ring (one pass).
   void exclude() noexcept {
     std::uint32_t recording = 0;
-    for (std::size_t k = 0; k <= mask_; ++k) {
-      stripe& s = stripes_[k];
-      std::uint64_t state = s.state.load(std::memory_order_seq_cst);
-      for (std::uint32_t spins = 0; (state & 0xFFFF) != 0; ++spins) {
-        if (spins < 64) {
-          cpu_relax();
-        } else {
-          std::this_thread::yield();  // a reader inside may have lost its core
-        }
-        state = s.state.load(std::memory_order_seq_cst);
+    for (std::uint64_t m = used_.load(std::memory_order_seq_cst); m != 0; m &= m - 1) {
+      stripe& s = stripes_[std::countr_zero(m)];
+      if ((s.inside.load(std::memory_order_seq_cst) |
+           (s.guest.load(std::memory_order_seq_cst) & 0xFFFF)) != 0) [[unlikely]] {
+        wait_out(s);
       }
-      recording += drain_stripe(s, state, true);
+      if (s.tail.load(std::memory_order_relaxed) != s.head.load(std::memory_order_relaxed))
+          [[unlikely]] {
+        recording += drain_stripe(s);
+      }
     }
-    set_sample(recording);
+    if (recording != 0) [[unlikely]]
+      set_sample(recording);
+  }
+  // Waits until no reader is inside stripe `s` (a writer holds the lock: none can enter).
+  [[gnu::noinline]] static void wait_out(stripe& s) noexcept {
+    for (std::uint32_t spins = 0; s.inside.load(std::memory_order_seq_cst) != 0 ||
+                                  (s.guest.load(std::memory_order_seq_cst) & 0xFFFF) != 0;
+         ++spins) {
+      if (spins < 64) {
+        cpu_relax();
+      } else {
+        std::this_thread::yield();  // a reader inside may have lost its core
+      }
+    }
   }
 
-  // Under the lock. `exclusive`: no reader is inside, so every slot claimed within the ring is
-  // filled (k_skip or an index), and the rings end empty. Otherwise a claimed slot not yet filled
-  // is passed over (its hit is lost to the policy); its reader may fill it after this drain moved
-  // past it, so the stripe is marked, and the next exclusive drain empties every slot of it: an
-  // index left behind is never delivered after a write.
-  void drain(bool exclusive) noexcept {
-    std::uint32_t recording = 0;  // stripes with hits to deliver: about the readers present
-    for (std::size_t k = 0; k <= mask_; ++k) {
-      stripe& s = stripes_[k];
-      recording += drain_stripe(s, s.state.load(std::memory_order_acquire), exclusive);
-    }
-    set_sample(recording);
-  }
-  // Drains one stripe whose state word read `state`; returns 1 if it had hits to deliver.
-  std::uint32_t drain_stripe(stripe& s, std::uint64_t state, bool exclusive) noexcept {
-    const std::uint32_t tail = static_cast<std::uint32_t>(state >> 16) & 0xFFFF;
+  // Under the lock, with the stripe's owner outside a read section: delivers its ring. Returns 1
+  // if it held anything.
+  std::uint32_t drain_stripe(stripe& s) noexcept {
+    const std::uint32_t tail = s.tail.load(std::memory_order_relaxed);
     const std::uint32_t head = s.head.load(std::memory_order_relaxed);
-    if (tail == head && (state >> 63) == 0 && !s.passed_over) [[likely]]
+    if (tail == head) [[likely]]
       return 0;
-    if ((state >> 63) != 0) {  // fold the hits before they wrap (an RMW: no hit is lost)
-      const std::uint64_t h = state >> 32;
-      s.state.fetch_sub(h << 32, std::memory_order_relaxed);
-      folded_.store(folded_.load(std::memory_order_relaxed) + h, std::memory_order_relaxed);
-    }
-    const std::uint32_t used = (tail - head) & 0xFFFF;
-    const std::uint32_t n = used < k_ring ? used : k_ring;
-    for (std::uint32_t j = 0; j < n; ++j) {
-      std::atomic<std::uint32_t>& slot = s.slots[(head + j) & (k_ring - 1)];
-      const std::uint32_t v = slot.load(std::memory_order_acquire);
-      if (v == k_empty) {
-        if (!exclusive) s.passed_over = true;
-        continue;
-      }
-      slot.store(k_empty, std::memory_order_relaxed);
-      if (v < k_skip) fn_(ctx_, v);
-    }
-    // Claims past the ring (used > k_ring) were dropped by their readers: pass them too.
-    if (used != 0) s.head.store(tail, std::memory_order_release);
-    if (exclusive && s.passed_over) {  // what late readers filled behind the head
-      for (auto& slot : s.slots) slot.store(k_empty, std::memory_order_relaxed);
-      s.passed_over = false;
-    }
-    return used != 0 ? 1 : 0;
+    std::uint32_t got[k_ring];
+    const std::uint32_t n = tail - head;  // <= k_ring: the owner claims only within the ring
+    for (std::uint32_t j = 0; j < n; ++j) got[j] = s.slots[(head + j) & (k_ring - 1)];
+    s.head.store(tail, std::memory_order_relaxed);
+    fn_(ctx_, got, n);
+    return 1;
   }
-  // With R stripes recording, readers record one hit in 2^(ceil(log2 R) + 1): the policy's work
-  // per second stays about one thread's. One stripe: every hit.
+  // With R stripes recording, readers record one hit in 2^(ceil(log2 R) + 1). One stripe: every
+  // hit.
   void set_sample(std::uint32_t recording) noexcept {
-    if (recording == 0) return;
     const std::uint32_t shift =
         recording <= 1 ? 0 : static_cast<std::uint32_t>(std::bit_width(recording - 1)) + 1;
     if (sample_shift_.load(std::memory_order_relaxed) != shift) {
@@ -346,12 +428,14 @@ class reader_gate {
   }
 
   std::atomic<std::uint32_t> lock_{0};
+  std::atomic<std::uint32_t> sample_shift_{0};  // record one hit in 2^shift
+  // Bit k: stripe k has had a reader; writers scan only these. Bits are only ever set.
+  std::atomic<std::uint64_t> used_{0};
   const std::size_t mask_;
   const drain_fn fn_;
   void* const ctx_;
-  std::atomic<std::uint64_t> folded_{0};
-  std::atomic<std::uint32_t> sample_shift_{0};  // record one hit in 2^shift (drain() sets it)  //
-                                                // hits folded out of the stripes (under the lock)
+  std::uint64_t drained_ = 0;  // under the lock: stripes whose owners drained this window
+  std::uint32_t drains_ = 0;   // under the lock: owner drains this window
   std::unique_ptr<stripe[]> stripes_;
 };
 
