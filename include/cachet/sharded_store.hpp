@@ -6,9 +6,13 @@
 // counters, on its own cache lines, so threads working on different shards never touch a shared
 // line.
 //
-// Thread safety: every member function is thread-safe. Operations on one key are linearisable. A
-// shard's lock is held only for the table probe, the policy's bookkeeping and the copy of one
-// value; no user code runs under it: the hash is computed and the weigher called before the lock is
+// Thread safety: every member function is thread-safe. Operations on one key are linearisable.
+// A hit takes no lock: get() passes the shard's reader gate (detail/reader_gate.hpp), writing only
+// the calling thread's own stripe, and reads the entry in place while writers to that shard wait;
+// a writer holds the shard alone, and a get that meets one, misses or finds an expired entry takes
+// the shard's lock (docs/store.md, "How a hit runs"). A shard's lock, and a reader's stay in the
+// gate, last only for the table probe, the policy's bookkeeping and the copy of one value; no user
+// code runs under them: the hash is computed and the weigher called before the lock is
 // taken, and removal listeners and the destructors of removed keys and values run after it is
 // released. (The key's equality and the value's copy constructor run under the lock; keep them
 // cheap, and store std::shared_ptr<const T> for large values. So do the two callbacks that opt in
@@ -197,7 +201,8 @@ class sharded_store {
   }
 
   // The value for `key`, or nullopt if absent or expired (an expired entry is reclaimed). A hit is
-  // reported to the eviction policy and counted. Blocks on the key's shard lock only. Throws what
+  // reported to the eviction policy and counted. A hit takes no lock; anything else takes the key's
+  // shard lock (and a hit waits while a writer holds the shard). Throws what
   // V's copy constructor, Hash or KeyEqual throw (the store is unchanged then).
   template <class Q = K>
   std::optional<V> get(const key_arg<Q>& key) {
@@ -1542,6 +1547,9 @@ class sharded_store {
     guard.armed = false;
     if constexpr (direct) s.policy.on_access_concurrent(i);
     const bool record = records && s.mu.sample();
+    if constexpr (requires { s.policy.on_access_sampled_out(i); }) {
+      if (!record) s.policy.on_access_sampled_out(i);  // still inside: the entry is in place
+    }
     if (s.mu.leave_hit(t, record ? i : detail::reader_gate::k_none)) [[unlikely]]
       s.mu.drain_if_free(t);
     return result;

@@ -1,5 +1,6 @@
 #include <cachet/eviction/lru.hpp>
 
+#include "fake_nodes.hpp"
 #include "model.hpp"
 
 using cachet::removal_cause;
@@ -60,4 +61,38 @@ TEST_CASE("lru: more hits than the hit buffer holds are all applied", "[lru]") {
 
 TEST_CASE("lru: matches the reference model", "[lru][model]") {
   run_standard_models<cachet::lru, lru_rules>();
+}
+
+TEST_CASE("lru: a hit the store's gate sampled out gives its entry one second chance",
+          "[lru][gate]") {
+  // Under concurrency the reader gate records a sample of the hits; a reader marks an entry whose
+  // hit was left out (on_access_sampled_out), and victim() moves a marked entry to the front once
+  // instead of evicting it (docs/store.md, "How a hit runs").
+  using policy = cachet::lru::shard_policy<fake_nodes<cachet::lru>>;
+  fake_nodes<cachet::lru> n;
+  n.hooks.resize(4);
+  n.hashes.resize(4);
+  policy p(&n, {});
+  for (cachet::detail::index_t i = 0; i < 4; ++i) p.on_insert(i);  // most recent first: 3 2 1 0
+  REQUIRE(p.victim() == 0);
+  p.on_access_sampled_out(0);
+  p.on_access_sampled_out(1);
+  p.on_access_sampled_out(1);  // twice is one chance
+  CHECK(p.victim() == 2);      // 0 and 1 went to the front, unmarked: 1 0 3 2
+  p.on_remove(2);
+  CHECK(p.victim() == 3);
+  p.on_remove(3);
+  CHECK(p.victim() == 0);  // their chance is spent
+  // A recorded hit leaves the mark in place: it is spent only where the tail is chosen.
+  p.on_access_sampled_out(0);
+  p.on_access(0);  // order 0 1, 0 still marked
+  p.on_access_sampled_out(1);
+  CHECK(p.victim() == 1);  // 1 to the front (1 0), then 0 (0 1): a full turn, 1 is the tail
+  p.on_remove(1);
+  p.on_access_sampled_out(0);
+  CHECK(p.victim() == 0);  // the only one left: marked, goes round once, chosen
+  // Every entry marked: one full turn clears them all and the oldest is chosen.
+  for (cachet::detail::index_t i = 1; i < 4; ++i) p.on_insert(i);  // 3 2 1 0
+  for (cachet::detail::index_t i = 0; i < 4; ++i) p.on_access_sampled_out(i);
+  CHECK(p.victim() == 0);
 }

@@ -14,11 +14,21 @@
 // once however often it appears (hot keys repeat within a batch), where relinking on every hit
 // would touch three list nodes per hit.
 //
-// Thread safety: used only under the shard lock (see eviction.hpp). Memory: 12 bytes per entry.
+// Under concurrency (docs/store.md, "How a hit runs"), the store's reader gate records only a
+// sample of the hits; a hit left out sets the entry's second-chance bit instead
+// (on_access_sampled_out, from a reader, atomically), and victim() moves an entry whose bit is set
+// to the front once, clearing it, instead of evicting it: a CLOCK-style second chance for the hits
+// the order did not see. With one reading thread nothing is left out and the order is exactly LRU.
+//
+// Thread safety: used under the shard lock (see eviction.hpp); on_access_sampled_out() from readers
+// inside the store's gate, and drain() in a gate drain while they read: both touch `mark` through
+// std::atomic_ref. Memory: 12 bytes per entry.
 // Example: cachet::sharded_store<std::string, std::string, cachet::lru> s({.max_entries = 1000});
 #pragma once
 
 #include <array>
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 #include "cachet/eviction.hpp"
@@ -28,10 +38,13 @@ namespace cachet {
 struct lru {
   struct hook {
     detail::link ln;
-    std::uint32_t mark = 0;  // the drain pass that last moved this entry
+    // Bits 0-30: the drain pass that last moved this entry; bit 31 (k_chance): hit while the store
+    // sampled its hits, not yet given its second chance.
+    std::uint32_t mark = 0;
   };
 
   static constexpr std::uint32_t k_buffer = 64;
+  static constexpr std::uint32_t k_chance = std::uint32_t{1} << 31;
 
   template <class Nodes>
   class shard_policy {
@@ -58,8 +71,26 @@ struct lru {
       drain();
       list_.remove(*n_, i);
     }
+    // From a reader inside the store's gate: a hit the gate did not record. The bit is set once
+    // (a set bit is left alone, so a hot entry's line stays clean).
+    void on_access_sampled_out(detail::index_t i) noexcept {
+      std::atomic_ref<std::uint32_t> m(n_->hook(i).mark);
+      if ((m.load(std::memory_order_relaxed) & k_chance) == 0) {
+        m.fetch_or(k_chance, std::memory_order_relaxed);
+      }
+    }
     detail::index_t victim() noexcept {
       drain();
+      // Second chances: each entry at the tail with its bit set goes to the front, cleared; after
+      // a full turn every bit is clear.
+      for (std::size_t turn = list_.size(); turn-- > 0;) {
+        const detail::index_t t = list_.tail();
+        std::atomic_ref<std::uint32_t> m(n_->hook(t).mark);
+        const std::uint32_t v = m.load(std::memory_order_relaxed);
+        if ((v & k_chance) == 0) return t;
+        m.store(v & ~k_chance, std::memory_order_relaxed);
+        list_.move_to_front(*n_, t);
+      }
       return list_.tail();
     }
     void clear() noexcept {
@@ -79,9 +110,9 @@ struct lru {
     // final order puts the entries hit in this batch first, by their last hit, newest first.
     void drain() noexcept {
       if (pending_count_ == 0) return;
-      if (++epoch_ == 0) {  // marks would be ambiguous after wrapping: reset them all
+      if (++epoch_ == k_chance) {  // marks would be ambiguous after wrapping: reset them all
         for (detail::index_t i = list_.head(); i != detail::npos; i = n_->hook(i).ln.next) {
-          n_->hook(i).mark = 0;
+          std::atomic_ref<std::uint32_t>(n_->hook(i).mark).store(0, std::memory_order_relaxed);
         }
         epoch_ = 1;
       }
@@ -90,8 +121,12 @@ struct lru {
         if (k >= 4) n_->prefetch(pending_[k - 4]);
         const detail::index_t i = pending_[k];
         auto& h = n_->hook(i);
-        if (h.mark == epoch_) continue;  // a newer hit of this entry was already applied
-        h.mark = epoch_;
+        std::atomic_ref<std::uint32_t> m(h.mark);  // readers may set k_chance meanwhile
+        const std::uint32_t v = m.load(std::memory_order_relaxed);
+        if ((v & ~k_chance) == epoch_) continue;  // a newer hit of this entry was already applied
+        // The second-chance bit stays (victim() alone clears it), so a hot entry's bit is set
+        // once, not after every drain. A reader's set racing this store may be lost: a hint.
+        m.store((v & k_chance) | epoch_, std::memory_order_relaxed);
         list_.remove(*n_, i);
         moved.push_back(*n_, i);
       }
