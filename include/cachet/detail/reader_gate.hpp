@@ -74,6 +74,7 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -148,8 +149,11 @@ class reader_gate {
 
   // `stripes`: a power of two in [1, k_max_stripes]. `fn(context, indices, n)` receives every
   // recorded index at a drain, a stripe's at a time.
+  // (The writers' scan is a 64-bit mask of stripes, and ids pick stripes with the mask.)
   reader_gate(std::size_t stripes, drain_fn fn, void* context)
-      : mask_(stripes - 1), fn_(fn), ctx_(context), stripes_(std::make_unique<stripe[]>(stripes)) {}
+      : mask_(stripes - 1), fn_(fn), ctx_(context), stripes_(std::make_unique<stripe[]>(stripes)) {
+    assert(std::has_single_bit(stripes) && stripes <= k_max_stripes);
+  }
   reader_gate(const reader_gate&) = delete;
   reader_gate& operator=(const reader_gate&) = delete;
 
@@ -261,7 +265,6 @@ class reader_gate {
     }
     return n;
   }
-  std::size_t stripes() const noexcept { return mask_ + 1; }
   // For tests: hits are recorded one in 2^sample_shift().
   std::uint32_t sample_shift() const noexcept {
     return sample_shift_.load(std::memory_order_relaxed);
