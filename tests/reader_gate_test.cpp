@@ -312,3 +312,72 @@ TEST_CASE("reader_gate: hits are sampled while several stripes record, all of th
   CHECK(g.sample_shift() == 0);
   for (int i = 0; i < 8; ++i) CHECK(g.sample());
 }
+
+TEST_CASE("reader_gate: an owner counts its misses; a guest leaves them to its caller",
+          "[reader_gate]") {
+  sink out;
+  const int me = cachet::detail::gate_thread_id();
+  REQUIRE(me >= 0);
+  reader_gate g(64, &sink::deliver, &out);  // this thread owns a stripe of it
+  for (int i = 0; i < 5; ++i) {
+    reader_gate::ticket t;
+    REQUIRE(g.enter(t));
+    CHECK(g.leave_absent(t));
+  }
+  CHECK(g.misses() == 5);
+  CHECK(g.hits() == 0);
+  CHECK(g.readers_inside() == 0);
+  CHECK(out.got.empty());
+
+  // On a gate of one stripe, a thread whose id is not 0 is a guest: this one, or else a new one
+  // (this one holds 0).
+  reader_gate one(1, &sink::deliver, &out);
+  std::atomic<bool> entered{false}, was_owner{true}, counted{true};
+  auto as_guest = [&] {
+    reader_gate::ticket t;
+    entered = one.enter(t);
+    if (!entered) return;
+    was_owner = t.owner;
+    counted = one.leave_absent(t);
+  };
+  if (me != 0) {
+    as_guest();
+  } else {
+    on_thread(as_guest);
+  }
+  REQUIRE(entered);
+  CHECK_FALSE(was_owner);
+  CHECK_FALSE(counted);  // the caller counts it, under the lock
+  CHECK(one.misses() == 0);
+  CHECK(one.readers_inside() == 0);  // and it has left
+  CHECK(one.try_lock());
+  one.unlock();
+}
+
+TEST_CASE("reader_gate: ring positions wrap past 2^16 claims and lose nothing", "[reader_gate]") {
+  sink out;
+  reader_gate g(64, &sink::deliver, &out);
+  constexpr std::uint32_t n = 70000;  // the 16-bit tail and head wrap once
+  std::uint32_t shut_out = 0;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    reader_gate::ticket t;
+    if (!g.enter(t)) {
+      ++shut_out;
+      continue;
+    }
+    if (g.leave_hit(t, i)) g.drain_if_free(t);
+    if (i % 13 == 0) {  // a writer's drain at odd points: the ring wraps when it is part full
+      g.lock();
+      g.unlock();
+    }
+  }
+  REQUIRE(shut_out == 0);
+  g.lock();
+  g.unlock();
+  CHECK(g.pending() == 0);
+  REQUIRE(out.got.size() == n);
+  std::uint32_t out_of_place = 0;
+  for (std::uint32_t i = 0; i < n; ++i) out_of_place += out.got[i] != i ? 1 : 0;
+  CHECK(out_of_place == 0);
+  CHECK(g.hits() == n);
+}

@@ -15,6 +15,7 @@
 //   if (g.enter(t)) {                            // inside: nothing changes the shard
 //     ... read; copy the value ...
 //     if (g.leave_hit(t, g.sample() ? node_index : reader_gate::k_none)) g.drain_if_free(t);
+//     // or, the key absent: if (!g.leave_absent(t)) { a guest: count the miss under the lock }
 //   } else {
 //     std::lock_guard<reader_gate> lock(g);     // a writer is in: the locked path
 //   }
@@ -45,13 +46,14 @@
 //
 // IMPLEMENTATION DETAILS
 // A stripe is one cache line: the owner's flag `inside`, the ring's `tail` (claims so far, owner)
-// and `head` (delivered so far, drains), the guest word (readers inside: bits 0-15; hits: 16-63),
-// the owner's hit count, and the k_ring slots.
+// and `head` (delivered so far, drains), both mod 2^16, the guest word (readers inside: bits
+// 0-15; hits: 16-63), the owner's hit and miss counts, and the k_ring slots.
 //
 //   owner enter:  inside = 1                                   [seq_cst exchange]
 //                 writer flag == 0?                            [seq_cst load]  else inside = 0: out
 //   owner leave:  slot[tail % k_ring] = index, tail + 1 (if recorded and room) ; hits + 1  [plain]
 //                 inside = 0                                   [release store]
+//   owner absent: misses + 1 [plain]; inside = 0 [release store]
 //   guest enter:  guest += 1 reader [seq_cst RMW]; writer flag == 0? [seq_cst load] else out
 //   guest leave:  if recorded: lock word 0 -> drainer [CAS], deliver, unlock (else drop)
 //                 guest += 1 hit - 1 reader                    [release RMW]
@@ -201,11 +203,12 @@ class reader_gate {
     }
     bool full = false;
     if (index != k_none) {
-      const std::uint32_t tail = s.tail.load(std::memory_order_relaxed);
-      const std::uint32_t used = tail - s.head.load(std::memory_order_relaxed);
+      const std::uint16_t tail = s.tail.load(std::memory_order_relaxed);
+      const std::uint32_t used =
+          static_cast<std::uint16_t>(tail - s.head.load(std::memory_order_relaxed));
       if (used < k_ring) {
         s.slots[tail & (k_ring - 1)] = index;
-        s.tail.store(tail + 1, std::memory_order_relaxed);
+        s.tail.store(static_cast<std::uint16_t>(tail + 1), std::memory_order_relaxed);
       }
       full = used + 1 >= k_ring;
     }
@@ -213,7 +216,38 @@ class reader_gate {
     s.inside.store(0, std::memory_order_release);
     return full;
   }
-  // Leaves without a hit (the key was absent or expired, or a writer came).
+  // Leaves after finding the key absent. An owner counts the miss (misses()) and returns true; a
+  // guest counts nothing and returns false (it then takes the lock like a writer, and the caller
+  // counts the miss there).
+  [[gnu::noinline]] bool leave_absent(ticket& t) noexcept {
+    if (t.owner) [[likely]] {
+      stripe& s = *t.s;
+      s.misses.store(s.misses.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      s.inside.store(0, std::memory_order_release);
+      return true;
+    }
+    t.s->guest.fetch_sub(k_guest_reader, std::memory_order_release);
+    return false;
+  }
+  // After a leave_absent() that returned true: if no one holds the lock, holds it as a drain
+  // (readers go on, writers wait), empties the caller's ring, calls f() and returns true; else
+  // returns false and f() is not called. For what a miss tells the policy: with one thread the
+  // lock is always free, and f() comes after every hit the thread recorded before it.
+  template <class F>
+  bool drain_then(ticket& t, F&& f) noexcept {
+    std::uint32_t expected = 0;
+    if (!lock_.compare_exchange_strong(expected, k_drainer, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) {
+      return false;
+    }
+    stripe& s = *t.s;
+    if (drain_stripe(s) != 0) count_drain(s);
+    f();
+    unlock();
+    return true;
+  }
+  // Leaves without counting anything (the entry had expired, or a writer came: the caller goes on
+  // under the lock).
   [[gnu::always_inline]] void leave_miss(ticket& t) noexcept {
     if (t.owner) [[likely]] {
       t.s->inside.store(0, std::memory_order_release);
@@ -265,6 +299,13 @@ class reader_gate {
     }
     return n;
   }
+  // Misses counted by leave_absent(), all stripes together.
+  std::uint64_t misses() const noexcept {
+    std::uint64_t n = 0;
+    for (std::size_t k = 0; k <= mask_; ++k)
+      n += stripes_[k].misses.load(std::memory_order_relaxed);
+    return n;
+  }
   // For tests: hits are recorded one in 2^sample_shift().
   std::uint32_t sample_shift() const noexcept {
     return sample_shift_.load(std::memory_order_relaxed);
@@ -273,8 +314,8 @@ class reader_gate {
   std::size_t pending() const noexcept {
     std::size_t n = 0;
     for (std::size_t k = 0; k <= mask_; ++k) {
-      n += stripes_[k].tail.load(std::memory_order_acquire) -
-           stripes_[k].head.load(std::memory_order_relaxed);
+      n += static_cast<std::uint16_t>(stripes_[k].tail.load(std::memory_order_acquire) -
+                                      stripes_[k].head.load(std::memory_order_relaxed));
     }
     return n;
   }
@@ -291,10 +332,11 @@ class reader_gate {
 
   struct alignas(64) stripe {              // one cache line
     std::atomic<std::uint32_t> inside{0};  // the owner is in a read section (owner writes)
-    std::atomic<std::uint32_t> tail{0};    // slots claimed (owner writes)
-    std::atomic<std::uint32_t> head{0};    // slots delivered (drains write, under the lock)
+    std::atomic<std::uint16_t> tail{0};    // slots claimed, mod 2^16 (owner writes)
+    std::atomic<std::uint16_t> head{0};    // slots delivered, mod 2^16 (drains, under the lock)
     std::atomic<std::uint64_t> guest{0};   // guests inside (bits 0-15), their hits (16-63)
     std::atomic<std::uint64_t> hits{0};    // the owner's hits (owner writes)
+    std::atomic<std::uint64_t> misses{0};  // the owner's misses counted inside (owner writes)
     std::uint32_t slots[k_ring];
   };
   static_assert(sizeof(stripe) == 64);
@@ -409,12 +451,13 @@ class reader_gate {
   // Under the lock, with the stripe's owner outside a read section: delivers its ring. Returns 1
   // if it held anything.
   std::uint32_t drain_stripe(stripe& s) noexcept {
-    const std::uint32_t tail = s.tail.load(std::memory_order_relaxed);
-    const std::uint32_t head = s.head.load(std::memory_order_relaxed);
+    const std::uint16_t tail = s.tail.load(std::memory_order_relaxed);
+    const std::uint16_t head = s.head.load(std::memory_order_relaxed);
     if (tail == head) [[likely]]
       return 0;
     std::uint32_t got[k_ring];
-    const std::uint32_t n = tail - head;  // <= k_ring: the owner claims only within the ring
+    // <= k_ring: the owner claims only within the ring
+    const std::uint32_t n = static_cast<std::uint16_t>(tail - head);
     for (std::uint32_t j = 0; j < n; ++j) got[j] = s.slots[(head + j) & (k_ring - 1)];
     s.head.store(tail, std::memory_order_relaxed);
     fn_(ctx_, got, n);
