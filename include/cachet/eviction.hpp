@@ -21,8 +21,25 @@
 //       clear()        forget every entry (the store is discarding them all)
 //     and `static constexpr bool access_is_noop`: true when on_access does nothing, so the store
 //     skips it.
+//   "The shard lock held" excludes writers and other policy calls, not readers: on_access (and
+//   on_access_batch) and on_miss may run in a drain of the store's reader gate while other
+//   threads read the shard's table, keys, values and deadlines (docs/store.md, "How a hit runs").
+//   They change only the policy's own state and the hooks; a hook a reader also touches
+//   (on_access_concurrent, on_access_sampled_out) is read and written atomically by both.
 //   Optional members the store calls when present (detected with `requires`):
-//       on_miss(hash)              every get() miss, with the key's 32-bit hash
+//       on_miss(hash)              every get() miss, with the key's 32-bit hash (under
+//                                  concurrency, a sample of them: see docs/store.md)
+//       on_access_batch(indices, n)
+//                                  n hits at once, oldest first, as n on_access() calls (the
+//                                  reader gate delivers a stripe's ring so)
+//       on_access_concurrent(i)    a hit, told by the reading thread itself while it is inside the
+//                                  gate, concurrently with other readers and with drains (never
+//                                  with a writer): it must be safe so (sieve sets a bit, s3fifo
+//                                  raises a counter, atomically). Present: a hit through the gate
+//                                  comes here, not to on_access (a hit under the lock still calls
+//                                  on_access).
+//       on_access_sampled_out(i)   from a reader inside the gate, for a hit the gate did not
+//                                  record (lru: a second-chance bit), under the same rules
 //       admit(candidate_hash, victim) -> bool
 //                                  asked before evicting `victim` to make room for a new key;
 //                                  false rejects the new key (put_result::rejected_by_policy)

@@ -201,15 +201,18 @@ class sharded_store {
   }
 
   // The value for `key`, or nullopt if absent or expired (an expired entry is reclaimed). A hit is
-  // reported to the eviction policy and counted. A hit takes no lock; anything else takes the key's
-  // shard lock (and a hit waits while a writer holds the shard). Throws what
-  // V's copy constructor, Hash or KeyEqual throw (the store is unchanged then).
+  // reported to the eviction policy and counted; so is a miss. A hit takes no lock, and neither
+  // does a miss on an absent key unless the policy counts misses (w_tinylfu's sketch); anything
+  // else takes the key's shard lock (and a lookup waits while a writer holds the shard). Throws
+  // what V's copy constructor, Hash or KeyEqual throw (the store is unchanged then).
   template <class Q = K>
   std::optional<V> get(const key_arg<Q>& key) {
     const std::uint64_t h = hash_of(key);
     shard& s = shard_for(h);
-    if (std::optional<V> hit = gated_hit<Q>(s, key, h)) [[likely]]
+    bool absent = false;
+    if (std::optional<V> hit = gated_get<Q>(s, key, h, absent)) [[likely]]
       return hit;
+    if (absent) return std::nullopt;
     return get_locked<Q>(s, key, h);
   }
 
@@ -813,7 +816,7 @@ class sharded_store {
     for (std::size_t k = 0; k < shard_count_; ++k) {
       const shard& s = shards_[k];
       st.hits += s.hits.get() + s.mu.hits();
-      st.misses += s.misses.get();
+      st.misses += s.misses.get() + s.mu.misses();
       st.inserts += s.inserts.get();
       st.updates += s.updates.get();
       st.rejections += s.rejections.get();
@@ -1513,14 +1516,16 @@ class sharded_store {
     return result;
   }
 
-  // The hit path through the shard's gate (detail/reader_gate.hpp): no lock taken, no line
-  // written but the thread's own stripe. A hit on a live entry of a shard with no hit_flags
-  // returns its value, counted and recorded for the policy; anything else (a miss, an expired
-  // entry, hit_flags set, a writer holding the shard) returns nullopt, and get() takes the lock.
-  // If V's copy, Hash or KeyEqual throws, the reader leaves the gate and nothing has changed.
+  // The lookup through the shard's gate (detail/reader_gate.hpp): no lock taken, no line
+  // written but the thread's own stripe. In a shard with no hit_flags, a hit on a live entry
+  // returns its value, counted and recorded for the policy; a key found absent returns nullopt
+  // with `absent` set, counted as a miss, unless the policy counts misses or the thread reads as
+  // a guest. Anything else (an expired entry, hit_flags set, a writer holding the shard, a miss
+  // the policy counts) returns nullopt with `absent` false, and get() takes the lock. If V's
+  // copy, Hash or KeyEqual throws, the reader leaves the gate and nothing has changed.
   template <class Q>
-  [[gnu::always_inline]] std::optional<V> gated_hit(shard& s, const key_arg<Q>& key,
-                                                    std::uint64_t h) {
+  [[gnu::always_inline]] std::optional<V> gated_get(shard& s, const key_arg<Q>& key,
+                                                    std::uint64_t h, bool& absent) {
     // A policy that takes hits from concurrent readers (sieve's bit, s3fifo's counter) gets them
     // at once; the others through the gate's rings.
     constexpr bool direct = requires(policy_type & p, detail::index_t i) {
@@ -1539,7 +1544,18 @@ class sharded_store {
     } guard{s.mu, t};
     if (s.hit_flags != 0) return std::nullopt;  // read inside: no writer changes it meanwhile
     auto it = s.table.find(probe_key<key_arg<Q>>{&key, low32(h)});
-    if (it == s.table.end()) return std::nullopt;
+    if (it == s.table.end()) {
+      guard.armed = false;
+      absent = s.mu.leave_absent(t);
+      if constexpr (k_has_on_miss) {
+        // The sketch hears of the miss as of a hit: every one with one thread; sampled as hits
+        // are while several threads record, and only if the lock is free (a hint).
+        if (absent && s.mu.sample()) {
+          s.mu.drain_then(t, [&]() noexcept { s.policy.on_miss(low32(h)); });
+        }
+      }
+      return std::nullopt;
+    }
     const detail::index_t i = *it;
     const auto& n = s.nodes[i];
     if (n.deadline != detail::k_never && n.deadline <= now()) return std::nullopt;
