@@ -8,13 +8,15 @@
 //    entries, so reads are hits and writes replace existing entries: this
 //    measures the cost of the concurrency/bookkeeping, not the miss path or
 //    the eviction policy's hit rate.
-//  * Workloads: read100, read75_write25, write100 (writes are put(k, k)).
+//  * Workloads: read100, read75_write25, write100 (writes are put(k, k)), and miss100: reads
+//    of 2^16 keys that are never put (the same Zipf stream, offset past the prefilled keys), the
+//    negative lookups of a service whose callers ask for rows that do not exist.
 //  * Threads 1, 2, 4 (or those CACHET_BENCH_THREADS lists) share one cache
 //    per (cache, workload); items/s is the aggregate over all threads, measured in real time.
 //
 // Benchmark names are <workload>/<cache>/real_time/threads:<n>. The counter
-// `miss_rate` must read 0 for read workloads; anything else means the prefill
-// did not stick (e.g. a shard evicted) and the numbers are not comparable.
+// `miss_rate` must read 0 for read100 and read75_write25 (1 for miss100); anything else means the
+// prefill did not stick (e.g. a shard evicted) and the numbers are not comparable.
 //
 // CI smoke run (./quickstart bench): CACHET_BENCH_THREADS=1,2 cachet_bench_getput
 // --benchmark_min_time=0.02 (about 20 s).
@@ -78,7 +80,7 @@ const cachet_bench::key_stream& keys() {
 // ---------------------------------------------------------------------------
 // Workloads: how many of every 4 operations are reads.
 // ---------------------------------------------------------------------------
-enum class workload { read100, read75_write25, write100 };
+enum class workload { read100, read75_write25, write100, miss100 };
 
 struct workload_info {
   workload kind;
@@ -89,6 +91,7 @@ constexpr workload_info kWorkloads[] = {
     {workload::read100, "read100"},
     {workload::read75_write25, "read75_write25"},
     {workload::write100, "write100"},
+    {workload::miss100, "miss100"},
 };
 
 // ---------------------------------------------------------------------------
@@ -157,10 +160,13 @@ void run_batches(benchmark::State& state, Cache& cache) {
 
   for (auto _ : state) {
     for (std::size_t i = 0; i < kBatch; ++i) {
-      const key_type key = data[index++ & mask];
+      key_type key = data[index++ & mask];
       bool is_read = false;
       if constexpr (W == workload::read100) {
         is_read = true;
+      } else if constexpr (W == workload::miss100) {
+        is_read = true;
+        key += kKeyCount;  // never put
       } else if constexpr (W == workload::read75_write25) {
         is_read = (i & 3) != 3;
       }
@@ -198,6 +204,7 @@ void bench_body(benchmark::State& state, const cache_kind<Cache>& kind, workload
     case workload::read100: run_batches<workload::read100>(state, *cache); break;
     case workload::read75_write25: run_batches<workload::read75_write25>(state, *cache); break;
     case workload::write100: run_batches<workload::write100>(state, *cache); break;
+    case workload::miss100: run_batches<workload::miss100>(state, *cache); break;
   }
 }
 
