@@ -202,9 +202,10 @@ class sharded_store {
 
   // The value for `key`, or nullopt if absent or expired (an expired entry is reclaimed). A hit is
   // reported to the eviction policy and counted; so is a miss. A hit takes no lock, and neither
-  // does a miss on an absent key unless the policy counts misses (w_tinylfu's sketch); anything
-  // else takes the key's shard lock (and a lookup waits while a writer holds the shard). Throws
-  // what V's copy constructor, Hash or KeyEqual throw (the store is unchanged then).
+  // does a miss on an absent key (w_tinylfu's sketch hears of it through a try-lock:
+  // docs/store.md); anything else takes the key's shard lock (and a lookup waits while a writer
+  // holds the shard). Throws what V's copy constructor, Hash or KeyEqual throw (the store is
+  // unchanged then).
   template <class Q = K>
   std::optional<V> get(const key_arg<Q>& key) {
     const std::uint64_t h = hash_of(key);
@@ -1519,10 +1520,11 @@ class sharded_store {
   // The lookup through the shard's gate (detail/reader_gate.hpp): no lock taken, no line
   // written but the thread's own stripe. In a shard with no hit_flags, a hit on a live entry
   // returns its value, counted and recorded for the policy; a key found absent returns nullopt
-  // with `absent` set, counted as a miss, unless the policy counts misses or the thread reads as
-  // a guest. Anything else (an expired entry, hit_flags set, a writer holding the shard, a miss
-  // the policy counts) returns nullopt with `absent` false, and get() takes the lock. If V's
-  // copy, Hash or KeyEqual throws, the reader leaves the gate and nothing has changed.
+  // with `absent` set, counted as a miss (and told to a policy with on_miss, sampled, if the lock
+  // is free), unless the thread reads as a guest. Anything else (an expired entry, hit_flags set,
+  // a writer holding the shard, a guest's miss) returns nullopt with `absent` false, and get()
+  // takes the lock. If V's copy, Hash or KeyEqual throws, the reader leaves the gate and nothing
+  // has changed.
   template <class Q>
   [[gnu::always_inline]] std::optional<V> gated_get(shard& s, const key_arg<Q>& key,
                                                     std::uint64_t h, bool& absent) {

@@ -39,10 +39,16 @@
 // hit is recorded and delivered in order, before any write: the policy sees exactly what it would
 // under a plain lock.
 //
-// Thread safety: enter/leave_*/drain_if_free, sample() and hits() are for any thread; a ticket is
-// its thread's. lock()/try_lock()/unlock() are a mutex's (not recursive: a thread inside a read
-// section must leave it before it locks). Exception safety: the constructor throws std::bad_alloc;
-// nothing else throws (the drain callback must not).
+// Misses. An owner that found its key absent leaves with leave_absent(), which counts the miss on
+// its stripe; a guest's miss is left to its caller (under the lock). What a miss tells the policy
+// goes through drain_then(): the owner, outside, takes the lock as a drain if it is free, empties
+// its ring first (so the policy hears the miss after the thread's earlier hits), then calls it.
+//
+// Thread safety: enter/leave_*/drain_if_free/drain_then, sample(), hits() and misses() are for
+// any thread; a ticket is its thread's. lock()/try_lock()/unlock() are a mutex's (not recursive:
+// a thread inside a read section must leave it before it locks). Exception safety: the
+// constructor throws std::bad_alloc; nothing else throws (the drain callback, and drain_then's
+// function, must not).
 //
 // IMPLEMENTATION DETAILS
 // A stripe is one cache line: the owner's flag `inside`, the ring's `tail` (claims so far, owner)
