@@ -235,10 +235,11 @@ class reader_gate {
     t.s->guest.fetch_sub(k_guest_reader, std::memory_order_release);
     return false;
   }
-  // After a leave_absent() that returned true: if no one holds the lock, holds it as a drain
-  // (readers go on, writers wait), empties the caller's ring, calls f() and returns true; else
-  // returns false and f() is not called. For what a miss tells the policy: with one thread the
-  // lock is always free, and f() comes after every hit the thread recorded before it.
+  // For an owner that has left (after leave_hit() or leave_absent()): if no one holds the lock,
+  // holds it as a drain (readers go on, writers wait), empties the caller's ring, calls f() and
+  // returns true; else returns false and f() is not called. For what a miss tells the policy:
+  // with one thread the lock is always free, and f() comes after every hit the thread recorded
+  // before it.
   template <class F>
   bool drain_then(ticket& t, F&& f) noexcept {
     std::uint32_t expected = 0;
@@ -264,14 +265,7 @@ class reader_gate {
   // After a leave_hit() that returned true: empties the caller's ring if no one holds the lock
   // (else the ring stays full, and drops hits, until the next drain).
   void drain_if_free(ticket& t) noexcept {
-    std::uint32_t expected = 0;
-    if (!lock_.compare_exchange_strong(expected, k_drainer, std::memory_order_acquire,
-                                       std::memory_order_relaxed)) {
-      return;
-    }
-    stripe& s = *t.s;
-    if (drain_stripe(s) != 0) count_drain(s);
-    unlock();
+    drain_then(t, []() noexcept {});
   }
 
   // ---- writers (BasicLockable): exclusive, readers drained first
