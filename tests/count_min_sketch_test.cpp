@@ -40,6 +40,18 @@ TEST_CASE("sketch: sizes to the next power of two, 8 bytes per word, 64-byte ali
   CHECK(s.bytes() == 8192);
   CHECK(s.sample_size() == 10'000);
   CHECK(count_min_sketch(1000, 1, 3).sample_size() == 3'000);
+  // A floor on the width (w_tinylfu's small caches): the table never narrows below it, rounded up
+  // to a power of two, while the halving period still follows the entries.
+  count_min_sketch floored(100, 1, 10, 512);
+  CHECK(floored.words() == 512);
+  CHECK(floored.sample_size() == 1'000);
+  floored.resize(2000);
+  CHECK(floored.words() == 2048);
+  floored.resize(10);
+  CHECK(floored.words() == 512);
+  CHECK(floored.sample_size() == 100);
+  CHECK(count_min_sketch(100, 1, 10, 300).words() == 512);
+  CHECK(count_min_sketch(1, 1, 10, 0).words() == 8);
   count_min_sketch empty;
   CHECK(empty.bytes() == 0);
   CHECK_FALSE(empty.increment(42));

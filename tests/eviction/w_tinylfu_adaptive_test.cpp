@@ -407,6 +407,10 @@ TEST_CASE("w_tinylfu_adaptive: the shared simulation follows the shards' bounds"
   b.set_capacity(2048);
   CHECK(sim.capacity() == 4096);
   CHECK(sim.shadow(0).shape_of().capacity == 256);  // 4,096 / 32 = 128, at least 256
+  // Its sketch, sized for 256 hashes, is no narrower than a shard's can be (w_tinylfu.hpp, "the
+  // sketch of a small cache").
+  CHECK(sim.sketch().words() == P::k_min_sketch_words);
+  CHECK(sim.sketch().sample_size() == 10 * 256);
   a.set_capacity(8192);
   b.set_capacity(8192);
   CHECK(sim.capacity() == 16'384);

@@ -49,9 +49,12 @@ TEST_CASE("w_tinylfu: sizes its window, protected segment and sketch from the ca
   struct want {
     std::size_t cap, window, prot, sketch_bytes;
   };
-  for (const want w :
-       {want{1, 1, 0, 64}, want{10, 1, 7, 128}, want{100, 1, 79, 1024}, want{250, 3, 197, 2048},
-        want{1000, 10, 792, 8192}, want{1025, 11, 811, 16384}}) {
+  // The sketch: 8 bytes per entry of capacity, rounded up to a power of two, and never under
+  // k_min_sketch_words (4 KiB); it halves every 10 x capacity additions whatever its width.
+  static_assert(cachet::w_tinylfu::k_min_sketch_words == 512);
+  for (const want w : {want{1, 1, 0, 4096}, want{10, 1, 7, 4096}, want{100, 1, 79, 4096},
+                       want{250, 3, 197, 4096}, want{512, 6, 404, 4096}, want{513, 6, 405, 8192},
+                       want{1000, 10, 792, 8192}, want{1025, 11, 811, 16384}}) {
     policy p(&n, cachet::policy_init{w.cap, 1});
     INFO("capacity " << w.cap);
     CHECK(p.window_max() == w.window);
@@ -322,7 +325,8 @@ class wt_model {
         protected_max_(cap > window_max_
                            ? static_cast<std::size_t>(std::floor((cap - window_max_) * 0.8))
                            : 0),
-        sketch_(cap, cachet::w_tinylfu::k_sketch_seed) {}
+        sketch_(cap, cachet::w_tinylfu::k_sketch_seed, count_min_sketch::k_default_sample_factor,
+                cachet::w_tinylfu::k_min_sketch_words) {}
 
   std::vector<wt_entry>& entries() { return entries_; }
   std::size_t random_duels = 0;

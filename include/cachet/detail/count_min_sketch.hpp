@@ -12,12 +12,12 @@
 // long ago fades and the sketch tracks recent popularity.
 //
 // Layout: 64-bit words of 16 counters, as many words as the next power of two >= the expected
-// number of entries (at least 8), so 16 counters per entry, 4 per row, as in Caffeine's
-// FrequencySketch. Depth 4. The words form 64-byte blocks (8 words, one cache line, the table
-// aligned to 64): a key picks one block, and row r uses one counter among the 32 of the block's
-// words 2r and 2r + 1. So an increment or an estimate touches one cache line instead of four —
-// the layout Caffeine adopted in 3.0 — for slightly more correlated collisions: two keys collide
-// in a row only if they share a block, and then with probability 1/32.
+// number of entries (at least `min_words`, itself at least 8), so 16 counters per entry, 4 per
+// row, as in Caffeine's FrequencySketch. Depth 4. The words form 64-byte blocks (8 words, one cache
+// line, the table aligned to 64): a key picks one block, and row r uses one counter among the 32 of
+// the block's words 2r and 2r + 1. So an increment or an estimate touches one cache line instead of
+// four — the layout Caffeine adopted in 3.0 — for slightly more correlated collisions: two keys
+// collide in a row only if they share a block, and then with probability 1/32.
 //
 // Hashing: the caller gives a 32-bit hash (the store's). It is mixed with a per-instance 64-bit
 // seed by a bijective 64-bit finaliser; the high 32 bits pick the block and the low 20 bits the
@@ -34,7 +34,8 @@
 //
 // Cost: increment and estimate read one cache line, with shifts, masks and adds; no allocation.
 // Halving is O(table) once per `sample` additions: amortised 8 x table / (10 x entries) word
-// operations per addition, under two.
+// operations per addition, under two; more where a floor widens the table past the entries (a
+// 512-word floor under 100 entries: about 4).
 //
 // Exception safety: the sized constructor and resize() allocate (std::bad_alloc); try_resize()
 // swallows it and keeps the old table; everything else is noexcept.
@@ -61,11 +62,15 @@ class count_min_sketch {
   // An empty sketch: estimate() is 0 and increment() does nothing until resize().
   count_min_sketch() noexcept = default;
 
-  // A sketch for `expected_entries` (at least 8 words), halving after
-  // `sample_factor` x expected_entries additions (at least 1). Throws std::bad_alloc.
+  // A sketch for `expected_entries` (at least `min_words` words: a power of two, 8 or more),
+  // halving after `sample_factor` x expected_entries additions (at least 1), however wide the
+  // floor makes it. Throws std::bad_alloc.
   explicit count_min_sketch(std::size_t expected_entries, std::uint64_t seed,
-                            std::uint64_t sample_factor = k_default_sample_factor)
-      : seed_(seed), sample_factor_(sample_factor != 0 ? sample_factor : 1) {
+                            std::uint64_t sample_factor = k_default_sample_factor,
+                            std::size_t min_words = k_block_words)
+      : seed_(seed),
+        sample_factor_(sample_factor != 0 ? sample_factor : 1),
+        min_words_(words_for(min_words)) {
     resize(expected_entries);
   }
 
@@ -75,7 +80,7 @@ class count_min_sketch {
   // Re-sizes for `expected_entries`, forgetting every count. Throws std::bad_alloc (the sketch is
   // unchanged then).
   void resize(std::size_t expected_entries) {
-    const std::size_t n = words_for(expected_entries);
+    const std::size_t n = words_for(std::max(expected_entries, min_words_));
     auto* p = static_cast<std::uint64_t*>(
         ::operator new (n * sizeof(std::uint64_t), std::align_val_t{k_block_words * 8}));
     std::fill(p, p + n, std::uint64_t{0});
@@ -226,6 +231,7 @@ class count_min_sketch {
   std::size_t block_mask_ = 0;
   std::uint64_t seed_ = 0;
   std::uint64_t sample_factor_ = k_default_sample_factor;
+  std::size_t min_words_ = k_block_words;  // the table's floor, whatever the entries
   std::uint64_t sample_ = 0;
   std::uint64_t additions_ = 0;
 };

@@ -51,7 +51,20 @@
 // (Caffeine's read buffer is lossy under contention); (4) consecutive accesses to one key count
 // once (above). On the shared traces (4) lifts ps at 100 entries from 25.7 to 27.4 and multi2 at
 // 500 from 48.2 to 49.1, and the mean over all rows against Caffeine from +0.50 to +0.62 points
-// (bench/RESULTS.md).
+// (bench/RESULTS.md); (5) the sketch of a small cache, below.
+// The sketch of a small cache: a sketch is never narrower than k_min_sketch_words = 512 words
+// (4 KiB, the width Caffeine gives 512 entries; Caffeine's floor is 8 words), and still halves
+// every 10 x C additions; the adaptive simulation's sketch has the same floor. Sized for C alone,
+// the shared traces at 100 to 250 entries lost up to 1.3 points (16 hash seeds, issue 18 in
+// bench/RESULTS.md: adaptive, ps at 100 entries 27.64 -> 28.94 with the floor, cpp at 200 83.74 ->
+// 84.29; static, cs at 200 10.15 -> 11.25, 2_pools at 100 47.89 -> 48.93), and no row of 512
+// entries or more moves but through the simulation's sketch (OLTP at 5,000: -0.12). Other widths
+// did worse: a 1,024-word floor cost loop at 256 and multi2 at 1,000 up to 0.4; 4 x C words at
+// every size gained 0.2 on OLTP at 1,000 and 2,000 but lost 0.3 at 5,000, for 24 more bytes per
+// entry everywhere. Why a narrow sketch costs the small rows was not isolated. The price is
+// memory in small shards: one of 256 entries or fewer holds 4 KiB of sketch (was 2 KiB at 256
+// entries: 8 bytes more per entry); from 257 entries nothing changes, and a store picks at least
+// 256 entries per shard unless told its shard count.
 //
 // Parameters and defaults (w_tinylfu_traits; basic_w_tinylfu<Traits> takes your own):
 //   window_percent = 1      TinyLFU's evaluation: a 1% window is enough to let a burst of new
@@ -246,6 +259,10 @@ struct basic_w_tinylfu {
   // sketch needs no secret of its own; the random admission, not the hash, is what stands against
   // an attacker who finds collisions. Public so tests can model the sketch.
   static constexpr std::uint64_t k_sketch_seed = 0x7A11F0CA5EEDULL;
+  // The narrowest sketch, in 64-bit words (4 KiB): a small cache's sketch is sized as if for 512
+  // entries (it still halves every sample_factor x C additions). See "the sketch of a small
+  // cache" above. Public so tests can model the sketch.
+  static constexpr std::size_t k_min_sketch_words = 512;
 
   // ---- the shapes, and the simulation that chooses among them (adaptive; see "adaptive")
   // The shapes tried: every window with every margin (shape k: window k % 4, margin k / 4).
@@ -403,6 +420,7 @@ struct basic_w_tinylfu {
 
     // For tests (not synchronised: call it while no shard is in use).
     const detail::tinylfu_shadow& shadow(std::size_t k) const noexcept { return shadows_[k]; }
+    const detail::count_min_sketch& sketch() const noexcept { return sketch_; }
     std::size_t capacity() const noexcept { return built_; }
 
    private:
@@ -448,7 +466,7 @@ struct basic_w_tinylfu {
     std::size_t capacity_;   // the shards' bounds together, as reported
     std::size_t built_ = 0;  // the capacity the shadows model
     std::uint64_t seed_;
-    detail::count_min_sketch sketch_{8, k_sketch_seed, Traits::sample_factor};
+    detail::count_min_sketch sketch_{8, k_sketch_seed, Traits::sample_factor, k_min_sketch_words};
     std::array<detail::tinylfu_shadow, k_shapes> shadows_;
     std::array<std::uint64_t, k_shapes> scores_{};     // hits per period, decayed by half
     std::array<std::uint64_t, k_shapes> last_hits_{};  // shadow hits at the last choice
@@ -469,7 +487,7 @@ struct basic_w_tinylfu {
     shard_policy(Nodes* n, const policy_init& init)
         : n_(n),
           sketch_(init.capacity != 0 ? init.capacity : k_unbounded_sketch, k_sketch_seed,
-                  Traits::sample_factor),
+                  Traits::sample_factor, k_min_sketch_words),
           bounded_(init.capacity != 0),
           sketch_base_(init.capacity != 0 ? init.capacity : k_unbounded_sketch),
           rng_(seed_mix(init.seed) | 1) {
