@@ -3,8 +3,12 @@
 // mutex_lru's std::hash (the identity) spreads one per bucket; here the same Zipf 0.99 ranks are
 // scrambled to 64-bit keys (bench/RESULTS.md, "A flat node block per bounded shard"). Fills 2^16
 // keys into a store of 2^17 entries (default shards), then `rounds` passes of 2^20 gets (with
-// RW=1 in the environment, every 4th operation is a put of the same key instead). Prints M gets/s
-// on stderr. Not built by CMake:
+// RW=1 in the environment, every 4th operation is a put of the same key instead). With
+// CAPACITY=n the store (and mutex_lru) holds n entries instead of 2^17: CAPACITY=65536 runs it
+// full, as a cache in service runs (a few keys of fuller shards are evicted, so a few gets miss).
+// With MISS=1 every get asks for a key that was never put (the same Zipf ranks, scrambled past the
+// filled keys): the negative lookups of a service whose callers ask for rows that do not exist.
+// Prints M gets/s on stderr. Not built by CMake:
 //   g++ -std=c++20 -O3 -DNDEBUG -Iinclude -Ibench bench/scrambled_hits.cpp -o sh
 //       $(pkg-config --libs libxxhash) -labsl_hash -labsl_city -labsl_low_level_hash
 //       -labsl_raw_hash_set -lpthread   (one command line)
@@ -51,10 +55,10 @@ long run(Cache& c, const std::vector<std::uint64_t>& keys, int rounds, bool writ
 }
 
 template <class Policy>
-long run_store(const std::vector<std::uint64_t>& keys, int rounds, bool writes,
-               std::size_t shards) {
+long run_store(const std::vector<std::uint64_t>& keys, int rounds, bool writes, std::size_t shards,
+               std::size_t capacity) {
   cachet::sharded_store<std::uint64_t, std::uint64_t, Policy> c(
-      {.max_entries = 131072, .shards = shards});
+      {.max_entries = capacity, .shards = shards});
   return run(c, keys, rounds, writes);
 }
 
@@ -69,22 +73,25 @@ int main(int argc, char** argv) {
   const char* p = argv[2];
   const std::size_t shards = argc > 3 ? std::strtoul(argv[3], nullptr, 10) : 0;
   const bool writes = std::getenv("RW") != nullptr;
+  const char* cap = std::getenv("CAPACITY");
+  const std::size_t capacity = cap != nullptr ? std::strtoul(cap, nullptr, 10) : 131072;
+  const std::uint64_t past = std::getenv("MISS") != nullptr ? 65536 : 0;  // ranks never put
   cachet_bench::zipf_generator zipf(65536);
   cachet_bench::splitmix64 rng(42);
   std::vector<std::uint64_t> keys(std::size_t{1} << 20);
-  for (auto& k : keys) k = cachet_bench::mix64(zipf(rng));
+  for (auto& k : keys) k = cachet_bench::mix64(zipf(rng) + past);
   long sum = 0;
   if (std::strcmp(p, "mutex_lru") == 0) {
-    cachet_bench::mutex_lru<std::uint64_t, std::uint64_t> c(131072);
+    cachet_bench::mutex_lru<std::uint64_t, std::uint64_t> c(capacity);
     sum = run(c, keys, rounds, writes);
   } else if (std::strcmp(p, "lru") == 0) {
-    sum = run_store<cachet::lru>(keys, rounds, writes, shards);
+    sum = run_store<cachet::lru>(keys, rounds, writes, shards, capacity);
   } else if (std::strcmp(p, "lfu") == 0) {
-    sum = run_store<cachet::lfu>(keys, rounds, writes, shards);
+    sum = run_store<cachet::lfu>(keys, rounds, writes, shards, capacity);
   } else if (std::strcmp(p, "sieve") == 0) {
-    sum = run_store<cachet::sieve>(keys, rounds, writes, shards);
+    sum = run_store<cachet::sieve>(keys, rounds, writes, shards, capacity);
   } else if (std::strcmp(p, "fifo") == 0) {
-    sum = run_store<cachet::fifo>(keys, rounds, writes, shards);
+    sum = run_store<cachet::fifo>(keys, rounds, writes, shards, capacity);
   } else {
     std::fprintf(stderr, "unknown cache: %s\n", p);
     return 2;
