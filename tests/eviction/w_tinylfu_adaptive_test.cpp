@@ -293,8 +293,10 @@ TEST_CASE("w_tinylfu_adaptive: a shape replaces the one in force only by beating
   CHECK(policy::next_shape(scores{0, 0, 0, 0, 0, 0, 1, 0}, 4) == 6);
 }
 
-TEST_CASE("w_tinylfu_adaptive: a shape a little ahead three periods in a row takes over",
-          "[w_tinylfu][shadow]") {
+TEST_CASE(
+    "w_tinylfu_adaptive: a shape a little ahead three periods in a row takes over, if its window "
+    "is no smaller",
+    "[w_tinylfu][shadow]") {
   using P = cachet::w_tinylfu_adaptive;
   using scores = std::array<std::uint64_t, P::k_shapes>;
   P::shape_choice c;
@@ -320,6 +322,21 @@ TEST_CASE("w_tinylfu_adaptive: a shape a little ahead three periods in a row tak
   // More than 2% ahead still switches at once, and resets the streak.
   CHECK(c.next(scores{0, 0, 0, 1000, 0, 0, 0, 1021}) == 7);
   CHECK(c.streak == 0);
+  // The streak never shrinks the window: shape 6 (40%) 1% above shape 7 (80%) period after period
+  // starts no streak; shape 3 (80%, the other margin) does, and takes over on the third.
+  REQUIRE(P::shape_window_percent(6) < P::shape_window_percent(7));
+  REQUIRE(P::shape_window_percent(3) == P::shape_window_percent(7));
+  const scores smaller{0, 0, 0, 0, 0, 0, 1010, 1000};
+  for (int period = 0; period < 5; ++period) {
+    CHECK(c.next(smaller) == 7);
+    CHECK(c.streak == 0);
+  }
+  const scores same_window{0, 0, 0, 1010, 0, 0, 0, 1000};
+  CHECK(c.next(same_window) == 7);
+  CHECK(c.next(same_window) == 7);
+  CHECK(c.next(same_window) == 3);
+  // A smaller window more than 2% ahead still wins at once (the step, not the streak).
+  CHECK(c.next(scores{0, 0, 1021, 1000, 0, 0, 0, 0}) == 2);
 }
 
 TEST_CASE("w_tinylfu_adaptive: old periods fade, so a change of traffic changes the shape",
