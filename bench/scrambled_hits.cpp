@@ -75,6 +75,10 @@ int main(int argc, char** argv) {
   const bool writes = std::getenv("RW") != nullptr;
   const char* cap = std::getenv("CAPACITY");
   const std::size_t capacity = cap != nullptr ? std::strtoul(cap, nullptr, 10) : 131072;
+  if (capacity == 0) {
+    std::fprintf(stderr, "CAPACITY: expected a positive entry count, got \"%s\"\n", cap);
+    return 2;
+  }
   const std::uint64_t past = std::getenv("MISS") != nullptr ? 65536 : 0;  // ranks never put
   cachet_bench::zipf_generator zipf(65536);
   cachet_bench::splitmix64 rng(42);
