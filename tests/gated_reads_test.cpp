@@ -171,6 +171,77 @@ TEST_CASE("gated reads: with one thread, an LRU hears every hit in order", "[gat
 
 namespace {
 
+// lru with counters on what the gate tells it; with_shift<k> also declares its own
+// sampled_out_shift.
+std::uint64_t g_recorded = 0;         // hits delivered to the policy (under the shard lock)
+std::atomic<std::uint64_t> g_out{0};  // hits the gate left out (from readers)
+
+struct counting_lru : cachet::lru {
+  template <class Nodes>
+  struct shard_policy : cachet::lru::shard_policy<Nodes> {
+    using base = cachet::lru::shard_policy<Nodes>;
+    using base::base;
+    void on_access(cachet::detail::index_t i) noexcept {
+      ++g_recorded;
+      base::on_access(i);
+    }
+    void on_access_batch(const cachet::detail::index_t* idx, std::uint32_t n) noexcept {
+      g_recorded += n;
+      base::on_access_batch(idx, n);
+    }
+    void on_access_sampled_out(cachet::detail::index_t i) noexcept {
+      g_out.fetch_add(1, std::memory_order_relaxed);
+      base::on_access_sampled_out(i);
+    }
+  };
+};
+template <std::uint32_t Shift>
+struct with_shift : counting_lru {
+  static constexpr std::uint32_t sampled_out_shift = Shift;
+};
+
+// Two threads record hits in one shard, then a put drains both: from then on the gate samples.
+// Returns how many of 256 further hits by this thread reached the policy.
+template <class Policy>
+std::uint64_t recorded_of_256_after_two_threads() {
+  cachet::sharded_store<int, int, Policy> s({.max_entries = 64, .shards = 1});
+  for (int k = 0; k < 16; ++k) s.put(k, k);
+  // This thread reads first: it holds its gate id (its stripe) while the other takes another.
+  for (int k = 0; k < 3; ++k) CHECK(s.get(k));
+  std::thread other([&] {
+    for (int k = 0; k < 3; ++k) CHECK(s.get(k));
+  });
+  other.join();
+  s.put(0, 0);  // the writer drains two recording stripes
+  g_recorded = 0;
+  g_out = 0;
+  for (int i = 0; i < 256; ++i) CHECK(s.get(i % 16));
+  s.put(1, 1);  // hands over what is still in the ring
+  CHECK(g_recorded + g_out.load() == 256);
+  return g_recorded;
+}
+
+}  // namespace
+
+TEST_CASE("gated reads: lru's sampled_out_shift makes its sample sparser, one thread exact",
+          "[gated_reads]") {
+  // Two recording stripes: one hit in 4, and 2^Shift times fewer with the policy's shift.
+  CHECK(recorded_of_256_after_two_threads<with_shift<0>>() == 64);
+  CHECK(recorded_of_256_after_two_threads<with_shift<3>>() == 8);
+  CHECK(recorded_of_256_after_two_threads<counting_lru>() == 4);  // lru's own: one in 64
+  // One thread: every hit recorded, whatever the shift.
+  cachet::sharded_store<int, int, with_shift<3>> s({.max_entries = 64, .shards = 1});
+  for (int k = 0; k < 16; ++k) s.put(k, k);
+  g_recorded = 0;
+  g_out = 0;
+  for (int i = 0; i < 256; ++i) CHECK(s.get(i % 16));
+  s.put(1, 1);
+  CHECK(g_recorded == 256);
+  CHECK(g_out == 0);
+}
+
+namespace {
+
 // Readers that hit and miss while a writer replaces entries: every hit and every miss is counted
 // once, wherever it was answered (an owner's stripe, or under the lock). Under w_tinylfu a miss
 // also reaches the sketch, under the gate's drain lock, while the other readers go on (TSan).

@@ -313,6 +313,33 @@ TEST_CASE("reader_gate: hits are sampled while several stripes record, all of th
   for (int i = 0; i < 8; ++i) CHECK(g.sample());
 }
 
+TEST_CASE("reader_gate: a sparse gate samples 2^sparse times fewer hits, all of them with one",
+          "[reader_gate]") {
+  sink out;
+  reader_gate g(64, &sink::deliver, &out, 4);
+  auto record = [&](std::uint32_t n) {
+    for (std::uint32_t i = 0; i < n; ++i) {
+      reader_gate::ticket t;
+      REQUIRE(g.enter(t));
+      g.leave_hit(t, i);
+    }
+  };
+  record(3);  // one stripe records: every hit, sparse or not
+  CHECK(g.pending() == 3);
+  on_thread([&] { record(3); });
+  g.lock();  // finds two recording stripes
+  g.unlock();
+  CHECK(out.got.size() == 6);
+  CHECK(g.sample_shift() == 2 + 4);  // one hit in 64
+  int sampled = 0;
+  for (int i = 0; i < 256; ++i) sampled += g.sample() ? 1 : 0;
+  CHECK(sampled == 4);
+  record(3);
+  g.lock();  // one stripe recorded since: every hit again
+  g.unlock();
+  CHECK(g.sample_shift() == 0);
+}
+
 TEST_CASE("reader_gate: an owner counts its misses; a guest leaves them to its caller",
           "[reader_gate]") {
   sink out;

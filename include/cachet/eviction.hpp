@@ -40,6 +40,12 @@
 //                                  on_access).
 //       on_access_sampled_out(i)   from a reader inside the gate, for a hit the gate did not
 //                                  record (lru: a second-chance bit), under the same rules
+//       static constexpr std::uint32_t sampled_out_shift = k   (at most 16)
+//                                  with on_access_sampled_out: while several threads record, the
+//                                  gate records 2^k times fewer hits than for other policies, the
+//                                  rest reaching on_access_sampled_out (lru: 4). For a policy
+//                                  whose sampled-out hook keeps what the order needs; one thread
+//                                  still records every hit.
 //       admit(candidate_hash, victim) -> bool
 //                                  asked before evicting `victim` to make room for a new key;
 //                                  false rejects the new key (put_result::rejected_by_policy)

@@ -850,6 +850,17 @@ class sharded_store {
   static constexpr bool k_has_on_miss = requires(policy_type & p, std::uint32_t h) {
     p.on_miss(h);
   };
+  // Eviction::sampled_out_shift (eviction.hpp): how much sparser than usual the gate samples hits
+  // while several threads record; 0 for a policy that does not declare it.
+  static constexpr std::uint32_t k_sample_sparse = [] {
+    if constexpr (requires { Eviction::sampled_out_shift; }) {
+      static_assert(Eviction::sampled_out_shift <= detail::reader_gate::k_max_sparse,
+                    "Eviction::sampled_out_shift is at most 16");
+      return static_cast<std::uint32_t>(Eviction::sampled_out_shift);
+    } else {
+      return std::uint32_t{0};
+    }
+  }();
   static constexpr bool k_has_admit =
       requires(policy_type & p, std::uint32_t h, detail::index_t v) {
     { p.admit(h, v) } -> std::convertible_to<bool>;
@@ -910,7 +921,7 @@ class sharded_store {
 
   struct alignas(64) shard {
     shard(const sharded_store* owner, std::size_t cap, std::uint64_t max_w, std::uint64_t seed)
-        : mu(detail::reader_gate::default_stripes(), &shard::deliver_hits, this),
+        : mu(detail::reader_gate::default_stripes(), &shard::deliver_hits, this, k_sample_sparse),
           table(0, slot_hash{&nodes}, slot_eq{&nodes, &owner->eq_}),
           nodes(cap),
           policy(&nodes, policy_init{cap, seed, owner->policy_shared_.get()}),

@@ -35,9 +35,10 @@
 // once no reader is inside and before it changes anything, so an index handed over names the entry
 // that was hit, still in place. A full ring drops hits (still counted as hits) until it is drained.
 // With R stripes recording (measured at the drains), sample() lets one hit in 2^(ceil(log2 R) + 1)
-// be recorded, so the policy's work per second stays about one thread's; with one stripe, every
-// hit is recorded and delivered in order, before any write: the policy sees exactly what it would
-// under a plain lock.
+// be recorded, so the policy's work per second stays about one thread's; a gate built with
+// `sparse` = k records 2^k times fewer still (for a policy that learns of the other hits in
+// another way: lru's second-chance bit). With one stripe, every hit is recorded and delivered in
+// order, before any write: the policy sees exactly what it would under a plain lock.
 //
 // Misses. An owner that found its key absent leaves with leave_absent(), which counts the miss on
 // its stripe; a guest's miss is left to its caller (under the lock). What a miss tells the policy
@@ -144,6 +145,7 @@ class reader_gate {
   static constexpr std::uint32_t k_ring = 8;
   static constexpr std::uint32_t k_none = 0xFFFFFFFFu;  // leave_hit(): nothing to record
   static constexpr std::size_t k_max_stripes = 64;
+  static constexpr std::uint32_t k_max_sparse = 16;
 
   struct stripe;
   // What enter() hands to leave_*(): the stripe, and whether the thread owns it.
@@ -156,11 +158,17 @@ class reader_gate {
   using drain_fn = void (*)(void* context, const std::uint32_t* indices, std::uint32_t n) noexcept;
 
   // `stripes`: a power of two in [1, k_max_stripes]. `fn(context, indices, n)` receives every
-  // recorded index at a drain, a stripe's at a time.
+  // recorded index at a drain, a stripe's at a time. `sparse` (at most k_max_sparse): while
+  // several stripes record, one hit in 2^sparse of the usual sample is recorded.
   // (The writers' scan is a 64-bit mask of stripes, and ids pick stripes with the mask.)
-  reader_gate(std::size_t stripes, drain_fn fn, void* context)
-      : mask_(stripes - 1), fn_(fn), ctx_(context), stripes_(std::make_unique<stripe[]>(stripes)) {
+  reader_gate(std::size_t stripes, drain_fn fn, void* context, std::uint32_t sparse = 0)
+      : mask_(stripes - 1),
+        sparse_(sparse),
+        fn_(fn),
+        ctx_(context),
+        stripes_(std::make_unique<stripe[]>(stripes)) {
     assert(std::has_single_bit(stripes) && stripes <= k_max_stripes);
+    assert(sparse <= k_max_sparse);
   }
   reader_gate(const reader_gate&) = delete;
   reader_gate& operator=(const reader_gate&) = delete;
@@ -463,11 +471,12 @@ class reader_gate {
     fn_(ctx_, got, n);
     return 1;
   }
-  // With R stripes recording, readers record one hit in 2^(ceil(log2 R) + 1). One stripe: every
-  // hit.
+  // With R stripes recording, readers record one hit in 2^(ceil(log2 R) + 1 + sparse). One
+  // stripe: every hit.
   void set_sample(std::uint32_t recording) noexcept {
     const std::uint32_t shift =
-        recording <= 1 ? 0 : static_cast<std::uint32_t>(std::bit_width(recording - 1)) + 1;
+        recording <= 1 ? 0
+                       : static_cast<std::uint32_t>(std::bit_width(recording - 1)) + 1 + sparse_;
     if (sample_shift_.load(std::memory_order_relaxed) != shift) {
       sample_shift_.store(shift, std::memory_order_relaxed);
     }
@@ -478,6 +487,7 @@ class reader_gate {
   // Bit k: stripe k has had a reader; writers scan only these. Bits are only ever set.
   std::atomic<std::uint64_t> used_{0};
   const std::size_t mask_;
+  const std::uint32_t sparse_;  // extra halvings of the sample while several stripes record
   const drain_fn fn_;
   void* const ctx_;
   std::uint64_t drained_ = 0;  // under the lock: stripes whose owners drained this window
