@@ -56,7 +56,8 @@ def main():
     baselines = ["sharded_map", "mutex_lru", "tbb_lru", "cuckoo_map"]
     print(f"{args.rounds} rounds, min_time {args.min_time}s; M ops/s median [min-max]; "
           "ratios are medians of per-round ratios")
-    header = f"{'workload':<16}{'thr':>4} {'cache':<18}{'M ops/s':>22}" + "".join(f"{'x ' + b:>14}" for b in baselines)
+    header = (f"{'workload':<16}{'thr':>4} {'cache':<18}{'M ops/s':>22}" +
+              "".join(f"{'x ' + b:>14}" for b in baselines) + f"{'x own 1 thr':>14}")
     print(header)
     for key in keys:
         workload, thr, cache = key
@@ -67,6 +68,10 @@ def main():
             bk = (workload, thr, b)
             rs = [r[key] / r[bk] for r in rounds if key in r and bk in r and r[bk] > 0]
             ratios += f"{statistics.median(rs):14.2f}" if rs and cache != b else f"{'':>14}"
+        # Against the same cache at 1 thread, where the run had 1 thread: the scaling.
+        one = (workload, 1, cache)
+        rs = [r[key] / r[one] for r in rounds if key in r and one in r and r[one] > 0]
+        ratios += f"{statistics.median(rs):14.2f}" if rs and thr != 1 else f"{'':>14}"
         print(f"{workload:<16}{thr:>4} {cache:<18}{cells:>22}{ratios}")
     return 0
 
