@@ -10,13 +10,15 @@
 //    the eviction policy's hit rate.
 //  * Workloads: read100, read75_write25, write100 (writes are put(k, k)), and miss100: reads
 //    of 2^16 keys that are never put (the same Zipf stream, offset past the prefilled keys), the
-//    negative lookups of a service whose callers ask for rows that do not exist.
+//    negative lookups of a service whose callers ask for rows that do not exist; hot100: every
+//    read asks for one key, the hot key that an in-process cache exists to absorb (it scales
+//    with the threads only if a hit writes no line the other readers read).
 //  * Threads 1, 2, 4 (or those CACHET_BENCH_THREADS lists) share one cache
 //    per (cache, workload); items/s is the aggregate over all threads, measured in real time.
 //
-// Benchmark names are <workload>/<cache>/real_time/threads:<n>. The counter
-// `miss_rate` must read 0 for read100 and read75_write25 (1 for miss100); anything else means the
-// prefill did not stick (e.g. a shard evicted) and the numbers are not comparable.
+// Benchmark names are <workload>/<cache>/real_time/threads:<n>. The counter `miss_rate` must
+// read 0 for read100, read75_write25 and hot100 (1 for miss100); anything else means the prefill
+// did not stick (e.g. a shard evicted) and the numbers are not comparable.
 //
 // CI smoke run (./quickstart bench): CACHET_BENCH_THREADS=1,2 cachet_bench_getput
 // --benchmark_min_time=0.02 (about 20 s).
@@ -50,6 +52,7 @@ constexpr std::size_t kCapacity = 2 * kKeyCount;          // > key count: no evi
 constexpr std::size_t kLog2StreamSize = 20;               // 2^20 pre-generated accesses
 constexpr std::size_t kBatch = 1024;                      // operations per benchmark iteration
 constexpr double kZipfTheta = 0.99;
+constexpr key_type kHotKey = 1;  // hot100's one key (prefilled, like every key below kKeyCount)
 constexpr std::uint64_t kSeed = 0x5eedcace7ULL;
 // Threads 1, 2, 4 unless CACHET_BENCH_THREADS lists others ("1,2,8,16"; bench/ratios.py sets it
 // from its --threads), for scaling runs on larger machines.
@@ -80,7 +83,7 @@ const cachet_bench::key_stream& keys() {
 // ---------------------------------------------------------------------------
 // Workloads: how many of every 4 operations are reads.
 // ---------------------------------------------------------------------------
-enum class workload { read100, read75_write25, write100, miss100 };
+enum class workload { read100, read75_write25, write100, miss100, hot100 };
 
 struct workload_info {
   workload kind;
@@ -92,6 +95,7 @@ constexpr workload_info kWorkloads[] = {
     {workload::read75_write25, "read75_write25"},
     {workload::write100, "write100"},
     {workload::miss100, "miss100"},
+    {workload::hot100, "hot100"},
 };
 
 // ---------------------------------------------------------------------------
@@ -169,6 +173,9 @@ void run_batches(benchmark::State& state, Cache& cache) {
         key += kKeyCount;  // never put
       } else if constexpr (W == workload::read75_write25) {
         is_read = (i & 3) != 3;
+      } else if constexpr (W == workload::hot100) {
+        is_read = true;
+        key = kHotKey;
       }
       if (is_read) {
         auto value = cache.get(key);
@@ -205,6 +212,7 @@ void bench_body(benchmark::State& state, const cache_kind<Cache>& kind, workload
     case workload::read75_write25: run_batches<workload::read75_write25>(state, *cache); break;
     case workload::write100: run_batches<workload::write100>(state, *cache); break;
     case workload::miss100: run_batches<workload::miss100>(state, *cache); break;
+    case workload::hot100: run_batches<workload::hot100>(state, *cache); break;
   }
 }
 
@@ -283,7 +291,7 @@ void register_all() {
       "tbb_lru", "tbb::concurrent_lru_cache (loading cache; put == get), capacity=" + std::to_string(kCapacity),
       [] { return std::make_unique<tbb_lru<key_type, value_type>>(kCapacity); },
       // Not miss100: its get loads the key, so only the first read of each key would miss.
-      {workload::read100, workload::read75_write25, workload::write100}});
+      {workload::read100, workload::read75_write25, workload::write100, workload::hot100}});
   register_kind(cache_kind<cuckoo_map<key_type, value_type>>{
       "cuckoo_map", "libcuckoo::cuckoohash_map, no eviction",
       [] { return std::make_unique<cuckoo_map<key_type, value_type>>(kKeyCount); }, {}});
