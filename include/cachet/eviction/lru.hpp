@@ -20,7 +20,7 @@
 // to the front once, clearing it, instead of evicting it: a CLOCK-style second chance for the hits
 // the order did not see. Since those hits still count, the gate samples lru 16 times more sparsely
 // than the other recording policies (sampled_out_shift = 4: one hit in 64 with two threads): with
-// two threads that read 1.33x the hits per second of one in four (GetPut, Zipf) at the same hit
+// two threads that read 1.39x the hits per second of one in four (GetPut, Zipf) at the same hit
 // ratio (bench/RESULTS.md, "A sparser sample for lru"). With one reading thread nothing is left out
 // and the order is exactly LRU.
 //
