@@ -945,9 +945,8 @@ class sharded_store {
       }
     }
 
-    // What a hit touches comes first, on as few cache lines as possible: the gate (its drain word
-    // lives apart, away from readers), the hit and miss counters, the table header. (With many
-    // shards, these lines compete for L1.)
+    // What a hit touches comes first, on as few cache lines as possible: the lock, the hit and
+    // miss counters, the table header. (With many shards, these lines compete for L1.)
     detail::reader_gate mu;
     // k_hit_* bits: what a hit must do beyond telling the policy (under `mu`, on its line).
     std::uint8_t hit_flags = 0;

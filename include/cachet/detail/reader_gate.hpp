@@ -31,9 +31,7 @@
 // Hits for the policy. An owner records the index of an entry it hit in its stripe's ring of k_ring
 // slots. A ring is emptied into the drain callback (set at construction) by its owner, after a
 // leave that filled it, when the lock is free (drain_if_free(), which holds the lock without
-// excluding readers and touches only the owner's ring: a drain takes the drain word, a writer the
-// lock word, and each excludes the other; "the lock is free" means neither is held); and by every
-// writer, for every stripe,
+// excluding readers and touches only the owner's ring); and by every writer, for every stripe,
 // once no reader is inside and before it changes anything, so an index handed over names the entry
 // that was hit, still in place. A full ring drops hits (still counted as hits) until it is drained.
 // With R stripes recording (measured at the drains), sample() lets one hit in 2^(ceil(log2 R) + 1)
@@ -64,20 +62,11 @@
 //                 inside = 0                                   [release store]
 //   owner absent: misses + 1 [plain]; inside = 0 [release store]
 //   guest enter:  guest += 1 reader [seq_cst RMW]; writer flag == 0? [seq_cst load] else out
-//   guest leave:  if recorded: take the drain word, deliver, free it (else drop)
+//   guest leave:  if recorded: lock word 0 -> drainer [CAS], deliver, unlock (else drop)
 //                 guest += 1 hit - 1 reader                    [release RMW]
-//   drain:  drain word 0 -> 1 [seq_cst exchange], else give up; no writer in the lock word?
-//           [seq_cst load], else free the drain word and give up; deliver; drain word = 0 [release]
-//   lock:   lock word 0 -> writer [seq_cst CAS]; wait until the drain word is 0 [seq_cst loads];
-//           each used stripe: wait until inside == 0 and no guest is inside [seq_cst loads], then
-//           empty its ring
+//   lock:   lock word 0 -> writer [seq_cst CAS]; each used stripe: wait until inside == 0 and no
+//           guest is inside [seq_cst loads], then empty its ring
 //   unlock: lock word -> 0 [release exchange]; wake a sleeper if one may wait
-//
-// The drain word lives on a line of its own, allocated apart, with the drains' bookkeeping: a
-// drain writes only there, so it does not take from every reader the gate's line, which enter()
-// reads. (Putting it on a second line inside the gate pushed the shard's table header a line
-// further from the gate's, and made writers raise a separate flag: fifo's 2-thread reads and
-// every backend's 2-thread writes lost 10-20% in GetPut, bench/RESULTS.md.)
 //
 // Why a writer and a reader never overlap: the reader's write to its stripe and flag load, and the
 // writer's CAS of the lock word and stripe loads, are all seq_cst, so in their single total order
@@ -86,11 +75,9 @@
 // enters the writers' scan (the `used_` mask) before its first reader's write. The leave's release
 // and the scan's acquire order the reader's reads (and ring writes) before the writer's writes;
 // the unlock's release exchange and a later reader's load order the writer's writes before that
-// reader's reads. Drains and writers exclude each other by the same handshake on the drain word
-// and the lock word (try_drain()). A ring has one producer (its owner, inside a read section) and
-// consumers that hold the lock or the drain word (a writer, after the owner left; the owner
-// itself, outside a section), so its slots need no atomics. ThreadSanitizer sees these edges (no
-// fences).
+// reader's reads. A ring has one producer (its owner, inside a read section) and consumers that
+// hold the lock (a writer, after the owner left; the owner itself, outside a section), so its
+// slots need no atomics. ThreadSanitizer sees these edges (no fences).
 #pragma once
 
 #include <algorithm>
@@ -179,8 +166,7 @@ class reader_gate {
         sparse_(sparse),
         fn_(fn),
         ctx_(context),
-        stripes_(std::make_unique<stripe[]>(stripes)),
-        dl_(std::make_unique<drain_line>()) {
+        stripes_(std::make_unique<stripe[]>(stripes)) {
     assert(std::has_single_bit(stripes) && stripes <= k_max_stripes);
     assert(sparse <= k_max_sparse);
   }
@@ -264,11 +250,15 @@ class reader_gate {
   // before it.
   template <class F>
   bool drain_then(ticket& t, F&& f) noexcept {
-    if (!try_drain()) return false;
+    std::uint32_t expected = 0;
+    if (!lock_.compare_exchange_strong(expected, k_drainer, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) {
+      return false;
+    }
     stripe& s = *t.s;
     if (drain_stripe(s) != 0) count_drain(s);
     f();
-    end_drain();
+    unlock();
     return true;
   }
   // Leaves without counting anything (the entry had expired, or a writer came: the caller goes on
@@ -293,7 +283,6 @@ class reader_gate {
                                        std::memory_order_relaxed)) {
       lock_slow();
     }
-    wait_drain();
     exclude();
   }
   bool try_lock() noexcept {
@@ -302,7 +291,6 @@ class reader_gate {
                                        std::memory_order_relaxed)) {
       return false;
     }
-    wait_drain();
     exclude();
     return true;
   }
@@ -367,10 +355,10 @@ class reader_gate {
   static constexpr std::uint64_t k_guest_hit = std::uint64_t{1} << k_guest_hit_shift;
   static constexpr std::uint32_t k_sample_window = 16;  // owner drains per sampling decision
 
-  // The lock word, the writers' alone: 0 free; k_writer: a writer holds it (readers stay out,
-  // drains do not start); k_sleepers: a thread may sleep on it. The seq_cst CAS that sets k_writer
-  // is the writer's half of the handshake with enter() and with try_drain().
-  static constexpr std::uint32_t k_writer = 1, k_sleepers = 4;
+  // The lock word: 0 free; k_writer: a writer holds it (readers stay out); k_drainer: an owner's
+  // drain holds it (readers go on); k_sleepers: a thread may sleep on it. The seq_cst CAS that
+  // sets k_writer is the writer's half of the handshake with enter().
+  static constexpr std::uint32_t k_writer = 1, k_drainer = 2, k_sleepers = 4;
 
   // A stripe enters the writers' scan before its first reader's write (seq_cst both: a writer whose
   // scan missed the bit also misses that reader's write).
@@ -395,54 +383,27 @@ class reader_gate {
     return true;
   }
 
-  // The drains' word, on their own line (dl_): a drain takes it if no other drain holds it and
-  // no writer holds the lock word, which it only reads. Its seq_cst exchange and load, against
-  // the writer's seq_cst CAS of the lock word and load of the drain word (wait_drain()), let at
-  // most one of them in; the release that ends a drain and the writer's load order the drain's
-  // policy calls before the writer's, and the writer's release of the lock word and the drain's
-  // load order the writer's before the drain's.
-  bool try_drain() noexcept {
-    drain_line& d = *dl_;
-    if (d.word.load(std::memory_order_relaxed) != 0 ||
-        d.word.exchange(1, std::memory_order_seq_cst) != 0) {
-      return false;
-    }
-    if ((lock_.load(std::memory_order_seq_cst) & k_writer) != 0) {
-      d.word.store(0, std::memory_order_release);
-      return false;
-    }
-    return true;
-  }
-  void end_drain() noexcept { dl_->word.store(0, std::memory_order_release); }
-  // A writer that holds the lock word: waits until no drain is running (a drain delivers at most
-  // one ring, and none starts now).
-  void wait_drain() noexcept {
-    for (std::uint32_t spins = 0; dl_->word.load(std::memory_order_seq_cst) != 0; ++spins) {
-      if (spins < 64) {
-        cpu_relax();
-      } else {
-        std::this_thread::yield();  // the drain's thread may have lost its core
-      }
-    }
-  }
-  // In a drain: one more drain from stripe `s` in this sampling window.
+  // Under the lock: one more drain from stripe `s` in this sampling window.
   void count_drain(const stripe& s) noexcept {
-    drain_line& d = *dl_;
-    d.drained |= std::uint64_t{1} << (&s - stripes_.get());
-    if (++d.drains == k_sample_window) {  // the stripes that drained lately: R
-      set_sample(static_cast<std::uint32_t>(std::popcount(d.drained)));
-      d.drained = 0;
-      d.drains = 0;
+    drained_ |= std::uint64_t{1} << (&s - stripes_.get());
+    if (++drains_ == k_sample_window) {  // the stripes that drained lately: R
+      set_sample(static_cast<std::uint32_t>(std::popcount(drained_)));
+      drained_ = 0;
+      drains_ = 0;
     }
   }
   // A guest's leave after a hit. A guest has no ring: still inside (so the entry stays in place),
   // it hands a recorded index to the drain callback itself if the lock is free, holding it as a
   // drain (readers go on, writers wait), and drops it otherwise.
   [[gnu::noinline]] void leave_guest_hit(stripe& s, std::uint32_t index) noexcept {
-    if (index != k_none && try_drain()) {
-      fn_(ctx_, &index, 1);
-      count_drain(s);
-      end_drain();
+    if (index != k_none) {
+      std::uint32_t expected = 0;
+      if (lock_.compare_exchange_strong(expected, k_drainer, std::memory_order_acquire,
+                                        std::memory_order_relaxed)) {
+        fn_(ctx_, &index, 1);
+        count_drain(s);
+        unlock();
+      }
     }
     s.guest.fetch_add(k_guest_hit - k_guest_reader, std::memory_order_release);
   }
@@ -529,15 +490,9 @@ class reader_gate {
   const std::uint32_t sparse_;  // extra halvings of the sample while several stripes record
   const drain_fn fn_;
   void* const ctx_;
+  std::uint64_t drained_ = 0;  // under the lock: stripes whose owners drained this window
+  std::uint32_t drains_ = 0;   // under the lock: owner drains this window
   std::unique_ptr<stripe[]> stripes_;
-  // Allocated apart, on a line of its own, so that a drain does not take from every reader the
-  // line above, which each enter() reads.
-  struct alignas(64) drain_line {
-    std::atomic<std::uint32_t> word{0};  // 1: a drain is delivering
-    std::uint64_t drained = 0;           // stripes whose owners drained this window (in a drain)
-    std::uint32_t drains = 0;            // owner drains this window (in a drain)
-  };
-  std::unique_ptr<drain_line> dl_;
 };
 
 }  // namespace cachet::detail
