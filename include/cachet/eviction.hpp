@@ -44,7 +44,8 @@
 //                                  with on_access_sampled_out: while several threads record, the
 //                                  gate records 2^k times fewer hits than for other policies, the
 //                                  rest reaching on_access_sampled_out (lru: 4). For a policy
-//                                  whose sampled-out hook keeps what the order needs; one thread
+//                                  whose sampled-out hook keeps what the order needs (without
+//                                  on_access_sampled_out the store does not compile); one thread
 //                                  still records every hit.
 //       admit(candidate_hash, victim) -> bool
 //                                  asked before evicting `victim` to make room for a new key;

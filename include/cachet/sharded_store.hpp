@@ -856,6 +856,10 @@ class sharded_store {
     if constexpr (requires { Eviction::sampled_out_shift; }) {
       static_assert(Eviction::sampled_out_shift <= detail::reader_gate::k_max_sparse,
                     "Eviction::sampled_out_shift is at most 16");
+      static_assert(
+          requires(policy_type & p, detail::index_t i) { p.on_access_sampled_out(i); },
+          "Eviction::sampled_out_shift needs on_access_sampled_out: the hits the gate "
+          "leaves out must reach the policy some other way");
       return static_cast<std::uint32_t>(Eviction::sampled_out_shift);
     } else {
       return std::uint32_t{0};
