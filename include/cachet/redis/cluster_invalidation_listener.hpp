@@ -89,7 +89,8 @@ class redis_cluster_invalidation_listener {
   // Whether every primary's listener is up now (the last on_state said true). Never blocks.
   bool connected() const noexcept { return up_.load(std::memory_order_acquire); }
 
-  // How many primaries are listened to now (0 before the first discovery).
+  // How many primaries the bus listens to: those of the latest discovery (0 before the first).
+  // Once connected() has returned true, this counts the primaries whose listeners made it so.
   std::size_t nodes() const noexcept { return node_count_.load(std::memory_order_acquire); }
 
   // Topology changes seen (each an on_state(false) if the bus was up, and new node listeners).
@@ -225,6 +226,9 @@ class redis_cluster_invalidation_listener {
       }
       node_up_.assign(primaries.size(), false);
       nodes_up_ = 0;
+      // Before any new node listener can report: connected() turns true (under this mutex) only
+      // after this store, so a caller that saw connected() reads the new count from nodes().
+      node_count_.store(primaries.size(), std::memory_order_release);
     }
     std::vector<std::unique_ptr<node_listener>> old;
     {
@@ -260,7 +264,6 @@ class redis_cluster_invalidation_listener {
       listeners_.swap(fresh);
     }
     known_ = primaries;
-    node_count_.store(primaries.size(), std::memory_order_release);
     topology_changes_.fetch_add(1, std::memory_order_relaxed);
   }
 
